@@ -1,0 +1,56 @@
+"""What differs per database engine, keyed by SQLAlchemy's own dialect name.
+
+Everything here has a generic default that works for any dialect SQLAlchemy supports; an entry
+only adds what an engine can do better (a read-only session, say).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# Statements run on every new DBAPI connection so that the session itself refuses writes. gridrecon
+# never issues a write to a source; this makes the database enforce it too.
+_READ_ONLY_SESSION: dict[str, list[str]] = {
+    "postgresql": ["SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"],
+    "mysql": ["SET SESSION TRANSACTION READ ONLY"],
+    "mariadb": ["SET SESSION TRANSACTION READ ONLY"],
+    "sqlite": ["PRAGMA query_only = ON"],
+    # Oracle has no session-wide switch (SET TRANSACTION READ ONLY lasts one transaction); give
+    # gridrecon a user with SELECT grants only.
+}
+
+# DBAPI packages to name when a driver is missing.
+DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary] (installed with gridrecon)",
+    "pymysql": "PyMySQL (installed with gridrecon)",
+    "oracledb": "oracledb: pip install 'gridrecon[oracle]'",
+    "pyodbc": "pyodbc",
+    "mysqldb": "mysqlclient",
+    "psycopg2": "psycopg2-binary",
+}
+
+
+def read_only_statements(dialect_name: str) -> list[str]:
+    return _READ_ONLY_SESSION.get(dialect_name, [])
+
+
+def session_setup(dialect_name: str) -> Callable[[Any, Any], None]:
+    """A `connect` event listener that puts each new connection into read-only mode."""
+    statements = read_only_statements(dialect_name)
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if not statements:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+        # psycopg opens a transaction for SET; end it so the setting is the session's default
+        commit = getattr(dbapi_connection, "commit", None)
+        if commit is not None:
+            commit()
+
+    return on_connect

@@ -1,0 +1,237 @@
+"""The one normalisation step: raw source values become canonical values (SPEC §2, §4).
+
+Everything that differs between engines and code lists is settled here and nowhere else: ids as
+text, codes decoded through the mapping's code lists, numbers as floats in canonical units, dates
+as dates, timestamps in the configured zone, names kept as read plus a comparison key. A value that
+cannot be decoded becomes null and its raw text is kept in `raw_<field>`, so the rules can report
+it as INVALID_VALUE instead of the read crashing.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from .mapping import AssetMapping, FieldSpec, TableSpec
+
+# Canonical record columns (SPEC §2), then the helper columns every frame carries.
+CANONICAL_COLUMNS = [
+    "asset_type",
+    "source_id",
+    "pms_id",
+    "name",
+    "voltage_kv",
+    "capacity_kva",
+    "parent_source_id",
+    "org_code",
+    "status",
+    "commissioned_on",
+    "recorded_at",
+    "updated_at",
+]
+# Fields whose raw value can fail to decode; their raw text is kept for the finding's detail.
+DECODED_FIELDS = ("voltage_kv", "capacity_kva", "org_code", "status", "commissioned_on")
+RAW_COLUMNS = [f"raw_{f}" for f in DECODED_FIELDS]
+HELPER_COLUMNS = ["name_key", "source_table", *RAW_COLUMNS]
+FRAME_COLUMNS = CANONICAL_COLUMNS + HELPER_COLUMNS
+
+DATE_DTYPE = "datetime64[us]"
+
+
+def timestamp_dtype(zone: ZoneInfo) -> pd.DatetimeTZDtype:
+    return pd.DatetimeTZDtype(unit="us", tz=zone)
+
+
+def empty_frame(zone: ZoneInfo) -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series(dtype="str") for column in FRAME_COLUMNS})
+    return _apply_dtypes(frame, zone)
+
+
+def _apply_dtypes(frame: pd.DataFrame, zone: ZoneInfo) -> pd.DataFrame:
+    frame["voltage_kv"] = frame["voltage_kv"].astype("float64")
+    frame["capacity_kva"] = frame["capacity_kva"].astype("float64")
+    frame["commissioned_on"] = frame["commissioned_on"].astype(DATE_DTYPE)
+    for column in ("recorded_at", "updated_at"):
+        if not isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = pd.to_datetime(frame[column]).dt.tz_localize(zone)
+        frame[column] = frame[column].astype(timestamp_dtype(zone))
+    return frame
+
+
+def _id_text(value: Any) -> Any:
+    """One key's canonical text: numbers without a fraction lose '.0', text loses padding."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating, Decimal)):
+        return str(int(value)) if value == int(value) else str(value)
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("utf-8", errors="replace")
+    text = str(value).strip()  # CHAR columns arrive blank-padded
+    return text or None
+
+
+def normalize_ids(values: pd.Series) -> pd.Series:
+    """Keys as text. A null, empty or blank key is null: for pms_id that means 'no link'."""
+    if values.dtype.kind in "iu":
+        return values.astype("str")
+    return values.map(_id_text, na_action="ignore").astype("str")
+
+
+def normalize_codes(values: pd.Series) -> pd.Series:
+    """Code values as text, the same whether the column is VARCHAR '22' or NUMBER 22."""
+    return normalize_ids(values)
+
+
+def name_key(names: pd.Series) -> pd.Series:
+    """The comparison key of SPEC §4: NFKC, no whitespace, case-folded, 号 ≡ #."""
+
+    def key(name: Any) -> Any:
+        if name is None or not isinstance(name, str):
+            return None
+        folded = unicodedata.normalize("NFKC", name)
+        folded = "".join(ch for ch in folded if not ch.isspace()).casefold()
+        return folded.replace("号", "#")
+
+    return names.map(key, na_action="ignore").astype("str")
+
+
+def clean_text(values: pd.Series) -> pd.Series:
+    """Names as read; bytes are decoded; an empty name is null (it is invalid, not a name)."""
+
+    def text(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, (bytes, bytearray)):
+            value = value.decode("utf-8", errors="replace")
+        value = str(value)
+        return value if value.strip() else None
+
+    return values.map(text, na_action="ignore").astype("str")
+
+
+def decode_codes(values: pd.Series, code_list: dict[str, Any]) -> pd.Series:
+    keys = normalize_codes(values)
+    return keys.map(code_list)
+
+
+def to_number(values: pd.Series, scale: float | None) -> pd.Series:
+    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        values = values.map(
+            lambda v: v.strip() if isinstance(v, str) else v, na_action="ignore"
+        ).infer_objects()
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    return numbers * scale if scale else numbers
+
+
+def to_dates(values: pd.Series, fmt: str | None, zone: ZoneInfo) -> pd.Series:
+    """Dates (midnight, no zone). A zone-aware timestamp is first put into the configured zone."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert(zone).dt.tz_localize(None).dt.normalize().astype(DATE_DTYPE)
+    if values.dtype == object and values.map(_is_aware, na_action="ignore").fillna(False).any():
+        converted = pd.to_datetime(values, errors="coerce", utc=True).dt.tz_convert(zone)
+        return converted.dt.tz_localize(None).dt.normalize().astype(DATE_DTYPE)
+    parsed = pd.to_datetime(values, errors="coerce", format=fmt or "ISO8601")
+    return parsed.dt.normalize().astype(DATE_DTYPE)
+
+
+def to_timestamps(values: pd.Series, fmt: str | None, zone: ZoneInfo) -> pd.Series:
+    """Instants in the configured zone; a value stored without a zone is local time there."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert(zone).astype(timestamp_dtype(zone))
+    if values.dtype == object and values.map(_is_aware, na_action="ignore").fillna(False).any():
+        parsed = pd.to_datetime(values, errors="coerce", utc=True).dt.tz_convert(zone)
+        return parsed.astype(timestamp_dtype(zone))
+    parsed = pd.to_datetime(values, errors="coerce", format=fmt or "ISO8601")
+    # Wall-clock times that do not exist or repeat at a DST change (not in China, but a user's
+    # zone may have them) resolve forward / to NaT instead of raising.
+    localized = parsed.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward")
+    return localized.astype(timestamp_dtype(zone))
+
+
+def _is_aware(value: Any) -> bool:
+    return getattr(value, "tzinfo", None) is not None
+
+
+def _raw_text(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: str(v) if not isinstance(v, str) else v, na_action="ignore")
+
+
+def normalize_chunk(
+    system: str,
+    raw: pd.DataFrame,
+    table: TableSpec,
+    asset: AssetMapping,
+    codes: dict[str, dict[str, Any]],
+    org_map: dict[str, str] | None,
+    zone: ZoneInfo,
+) -> pd.DataFrame:
+    """Turn raw rows of one source table (columns named by canonical field) into canonical rows.
+
+    `raw` has one column per mapped field plus `_parent_start` where the asset has a parent path;
+    the parent itself is resolved by the caller (it may need relation tables).
+    """
+    out = pd.DataFrame(index=raw.index)
+    out["asset_type"] = asset.asset_type
+    out["source_id"] = normalize_ids(raw["source_id"])
+    if system == "pms":
+        out["pms_id"] = out["source_id"]  # in PMS the equipment id is the record's own id
+    else:
+        out["pms_id"] = normalize_ids(raw["pms_id"]) if "pms_id" in raw else None
+    out["name"] = clean_text(raw["name"])
+    for field_name in ("voltage_kv", "capacity_kva", "org_code", "status", "commissioned_on"):
+        spec = table.field(field_name)
+        if spec is None:
+            out[field_name] = None
+            out[f"raw_{field_name}"] = None
+            continue
+        decoded = _decode(raw[field_name], spec, codes, org_map, zone)
+        out[field_name] = decoded
+        # keep the raw value only where decoding failed: it names the bad value in a finding
+        failed = decoded.isna() & raw[field_name].notna()
+        out[f"raw_{field_name}"] = _raw_text(raw[field_name]).where(failed, None)
+    for field_name in ("recorded_at", "updated_at"):
+        spec = table.field(field_name)
+        if spec is None:
+            out[field_name] = pd.Series(pd.NaT, index=raw.index, dtype=timestamp_dtype(zone))
+        else:
+            out[field_name] = to_timestamps(raw[field_name], spec.format, zone)
+    out["parent_source_id"] = (
+        normalize_ids(raw["_parent_start"]) if "_parent_start" in raw else None
+    )
+    out["name_key"] = name_key(out["name"])
+    out["source_table"] = table.table
+    for column in ("pms_id", "org_code", "status", "parent_source_id", *RAW_COLUMNS):
+        out[column] = out[column].astype("str")
+    return _apply_dtypes(out[FRAME_COLUMNS], zone)
+
+
+def _decode(
+    values: pd.Series,
+    spec: FieldSpec,
+    codes: dict[str, dict[str, Any]],
+    org_map: dict[str, str] | None,
+    zone: ZoneInfo,
+) -> pd.Series:
+    if spec.name == "commissioned_on":
+        return to_dates(values, spec.format, zone)
+    if spec.name == "org_code":
+        keys = normalize_ids(values)
+        if spec.org_map:
+            return keys.map(org_map or {})
+        return keys
+    if spec.codes is not None:
+        decoded = decode_codes(values, codes[spec.codes])
+        if spec.name in ("voltage_kv", "capacity_kva"):
+            decoded = decoded.astype("float64")
+            return decoded * spec.scale if spec.scale else decoded
+        return decoded
+    return to_number(values, spec.scale)

@@ -1,0 +1,190 @@
+"""A read-only connection to one source system, and its schema catalogue.
+
+Identifiers in a mapping match the database's case-insensitively (an Oracle schema copied to
+PostgreSQL arrives lower-cased), so every table and column a mapping names is looked up in the
+database's own catalogue and used with the database's spelling. A name that is not there is an
+error naming the mapping key and what does exist: it is never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from ..core.config import SourceConfig, display_url
+from ..core.errors import MappingError, SourceError
+from .dialects import DRIVER_PACKAGES, session_setup
+from .mapping import Mapping
+
+
+@dataclass
+class Problem:
+    """One way a mapping does not fit its database."""
+
+    key: str  # the mapping key, e.g. "transformer.tables[1].table"
+    message: str
+
+
+class Source:
+    """One system's database (read-only) with the mapping that describes it."""
+
+    def __init__(self, config: SourceConfig, mapping: Mapping):
+        self.config = config
+        self.mapping = mapping
+        self.system = config.system
+        self.display_url = display_url(config.url)
+        self._engine: Engine | None = None
+        self._tables: dict[str, str] | None = None  # casefolded name -> database spelling
+        self._columns: dict[str, dict[str, str]] = {}
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            try:
+                engine = sa.create_engine(self.config.url, pool_pre_ping=True)
+            except NoSuchModuleError:
+                raise SourceError(
+                    f"{self.system}: no SQLAlchemy dialect for {self.display_url}; "
+                    "spell the driver in the URL, e.g. postgresql+psycopg://, mysql+pymysql://, "
+                    "oracle+oracledb://"
+                ) from None
+            except ModuleNotFoundError as exc:
+                package = DRIVER_PACKAGES.get(exc.name or "", exc.name)
+                raise SourceError(
+                    f"{self.system}: the database driver for {self.display_url} is not "
+                    f"installed; install {package}"
+                ) from None
+            except (SQLAlchemyError, ValueError, TypeError) as exc:
+                raise SourceError(
+                    f"{self.system}: cannot use {self.display_url}: {self._scrub(exc)}"
+                ) from None
+            sa.event.listen(engine, "connect", session_setup(engine.dialect.name))
+            self._engine = engine
+        return self._engine
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        try:
+            connection = self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise SourceError(
+                f"cannot connect to the {self.system} database {self.display_url}: "
+                f"{self._scrub(exc)}. Check the [{self.system}] url in the config and that the "
+                "server is running"
+            ) from None
+        try:
+            yield connection
+        except DBAPIError as exc:
+            raise SourceError(
+                f"reading the {self.system} database {self.display_url} failed: "
+                f"{self._scrub(exc)}"
+            ) from None
+        finally:
+            connection.close()
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _scrub(self, exc: BaseException) -> str:
+        """The driver's own first line, with the password (if any) removed."""
+        orig = getattr(exc, "orig", None) or exc
+        text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        password = self.config.url.password
+        if password:
+            text = text.replace(str(password), "***")
+        return text
+
+    # -- catalogue -----------------------------------------------------------------------
+
+    def table_names(self) -> dict[str, str]:
+        if self._tables is None:
+            with self.connect() as connection:
+                inspector = sa.inspect(connection)
+                try:
+                    names = inspector.get_table_names(schema=self.config.schema)
+                    names += inspector.get_view_names(schema=self.config.schema)
+                except SQLAlchemyError as exc:
+                    raise SourceError(
+                        f"cannot list the tables of the {self.system} database "
+                        f"{self.display_url}{self._schema_text()}: {self._scrub(exc)}"
+                    ) from None
+            self._tables = {}
+            for name in names:
+                self._tables.setdefault(name.casefold(), name)
+        return self._tables
+
+    def column_names(self, table: str) -> dict[str, str]:
+        if table not in self._columns:
+            with self.connect() as connection:
+                columns = sa.inspect(connection).get_columns(table, schema=self.config.schema)
+            self._columns[table] = {}
+            for column in columns:
+                self._columns[table].setdefault(column["name"].casefold(), column["name"])
+        return self._columns[table]
+
+    def _schema_text(self) -> str:
+        return f" (schema {self.config.schema})" if self.config.schema else ""
+
+    def find_table(self, name: str, key: str, problems: list[Problem]) -> str | None:
+        actual = self.table_names().get(name.casefold())
+        if actual is None:
+            known = list(self.table_names().values())
+            close = difflib.get_close_matches(name.upper(), [k.upper() for k in known], n=3)
+            hint = f"; similar: {', '.join(close)}" if close else f"; it has {len(known)} tables"
+            problems.append(
+                Problem(
+                    key,
+                    f"table '{name}' does not exist in the {self.system} database "
+                    f"{self.display_url}{self._schema_text()}{hint}",
+                )
+            )
+        return actual
+
+    def find_column(self, table: str, name: str, key: str, problems: list[Problem]) -> str | None:
+        columns = self.column_names(table)
+        actual = columns.get(name.casefold())
+        if actual is None:
+            problems.append(
+                Problem(
+                    key,
+                    f"column '{name}' does not exist in table {table}; its columns: "
+                    f"{', '.join(columns.values())}",
+                )
+            )
+        return actual
+
+    def table(self, name: str, columns: list[str]) -> sa.TableClause:
+        """A lightweight table construct for database-spelled names (quoted by SQLAlchemy).
+
+        Columns carry no type, so values arrive as the driver delivers them: a malformed date
+        in a source must reach normalisation as data, not fail inside a type processor.
+        """
+        return sa.table(name, *(sa.column(c) for c in columns), schema=self.config.schema)
+
+
+def raise_problems(mapping: Mapping, problems: list[Problem]) -> None:
+    if not problems:
+        return
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more problems: run gridrecon validate)" if len(
+        problems
+    ) > 1 else ""
+    raise MappingError(f"{mapping.path}: {first.key}: {first.message}{more}")
+
+
+@dataclass
+class ResolvedTable:
+    """A mapped table with every name in the database's own spelling."""
+
+    name: str
+    columns: dict[str, str] = field(default_factory=dict)  # mapping spelling -> database spelling
+
+    def column(self, mapping_name: str) -> str:
+        return self.columns[mapping_name.casefold()]

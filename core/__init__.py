@@ -1,0 +1,1 @@
+"""What every layer shares: typed errors, configuration, time-zone handling."""

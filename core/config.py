@@ -1,0 +1,167 @@
+"""Load and validate the gridrecon TOML config (SPEC §8).
+
+Strict on purpose: an unknown key, a wrong type or an unset ${ENV} variable is an error that names
+the file and the key, because a nightly job that silently ignores a typo reconciles the wrong thing.
+Relative paths (and relative SQLite URLs) are resolved against the config file's folder, so the
+same config works from cron, systemd or a shell in any directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigError
+from .toml_section import Section, read_toml
+
+CONFIG_ENV_VAR = "GRIDRECON_CONFIG"
+DEFAULT_CONFIG_NAME = "gridrecon.toml"
+DEFAULT_CHUNK_SIZE = 50_000
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One source system: where it is and which mapping describes its schema."""
+
+    system: str  # "pms" or "marketing"
+    url: URL
+    mapping: str  # built-in mapping name, or a resolved path to a mapping file
+    schema: str | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    timezone: ZoneInfo
+    pms: SourceConfig
+    marketing: SourceConfig
+    state_url: URL
+    report_dir: Path
+    calendar_overrides: Path | None
+    rules: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def source(self, system: str) -> SourceConfig:
+        return self.pms if system == "pms" else self.marketing
+
+
+def display_url(url: URL) -> str:
+    """The URL as it may appear in logs, messages and reports: password masked."""
+    return url.render_as_string(hide_password=True)
+
+
+def resolve_config_path(given: Path | None) -> Path:
+    """--config, else $GRIDRECON_CONFIG, else ./gridrecon.toml (SPEC §8)."""
+    if given is not None:
+        return given
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    return Path(DEFAULT_CONFIG_NAME)
+
+
+def load_config(path: Path) -> Config:
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {path} not found: pass --config FILE, set {CONFIG_ENV_VAR}, "
+            f"or create {DEFAULT_CONFIG_NAME} in the working directory"
+        )
+    data = read_toml(path)
+    return parse_config(data, path)
+
+
+def parse_url(text: str, base: Path, file: Path, key: str) -> URL:
+    """Parse a SQLAlchemy URL; a relative SQLite path is taken relative to the config's folder."""
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError):
+        # never echo the text: it may hold a password
+        raise ConfigError(
+            f"{file}: '{key}' is not a database URL; expected e.g. "
+            "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db or sqlite:///file.sqlite"
+        ) from None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database)
+        if not database.is_absolute() and not url.database.startswith("file:"):
+            url = url.set(database=str((base / database).resolve()))
+    return url
+
+
+def resolve_path(text: str, base: Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+_SOURCE_KEYS = {"url", "mapping", "schema", "chunk_size"}
+_TOP_KEYS = {"timezone", "pms", "marketing", "state", "report", "calendar", "rules"}
+
+
+def _parse_source(root: Section, system: str, default_mapping: str, base: Path) -> SourceConfig:
+    section = root.section(system)
+    assert section is not None
+    section.check_keys(_SOURCE_KEYS)
+    url = parse_url(section.string("url", required=True), base, root.file, f"{system}.url")
+    mapping = section.string("mapping", default=default_mapping)
+    if mapping.endswith(".toml") or "/" in mapping or os.sep in mapping:
+        mapping = str(resolve_path(mapping, base))
+    return SourceConfig(
+        system=system,
+        url=url,
+        mapping=mapping,
+        schema=section.string("schema"),
+        chunk_size=section.integer("chunk_size", DEFAULT_CHUNK_SIZE, minimum=100),
+    )
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    base = path.resolve().parent
+    root = Section(data, path, "")
+    root.check_keys(_TOP_KEYS)
+
+    zone_name = root.string("timezone", default="Asia/Shanghai")
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{path}: timezone '{zone_name}' is not an IANA time zone (e.g. Asia/Shanghai)"
+        ) from None
+
+    state = root.section("state", required=False)
+    state_url_text = "sqlite:///gridrecon-state.sqlite"
+    if state is not None:
+        state.check_keys({"url"})
+        state_url_text = state.string("url", default=state_url_text)
+
+    report = root.section("report", required=False)
+    report_dir = "gridrecon-reports"
+    if report is not None:
+        report.check_keys({"dir"})
+        report_dir = report.string("dir", default=report_dir)
+
+    calendar = root.section("calendar", required=False)
+    overrides = None
+    if calendar is not None:
+        calendar.check_keys({"overrides"})
+        text = calendar.string("overrides")
+        overrides = resolve_path(text, base) if text else None
+
+    rules = root.section("rules", required=False)
+
+    return Config(
+        path=path,
+        timezone=zone,
+        pms=_parse_source(root, "pms", "pms2", base),
+        marketing=_parse_source(root, "marketing", "sg186", base),
+        state_url=parse_url(state_url_text, base, path, "state.url"),
+        report_dir=resolve_path(report_dir, base),
+        calendar_overrides=overrides,
+        rules=rules.data if rules is not None else {},
+        raw=data,
+    )

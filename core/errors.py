@@ -1,0 +1,48 @@
+"""Typed errors that carry their exit code and a message a user can act on.
+
+Library code raises these; the CLI has one handler that prints the message and exits with the
+code (SPEC §8). Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_BAD_INPUT = 2
+EXIT_INCONCLUSIVE = 3
+EXIT_INTERRUPTED = 130
+
+
+class GridreconError(Exception):
+    """Base of every error gridrecon reports to a user instead of a traceback."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(GridreconError):
+    """The config file is missing, malformed, or has an unknown or invalid key."""
+
+
+class MappingError(ConfigError):
+    """A mapping file is malformed or names a table or column the database does not have."""
+
+
+class SourceError(GridreconError):
+    """A database cannot be reached or read (the URL in the message is masked)."""
+
+
+class CalendarYearUnknown(GridreconError):
+    """A working-day question about a year neither chinesecalendar nor the overrides know."""
+
+
+class InconclusiveRun(GridreconError):
+    """A source looked broken, so nothing was concluded from it."""
+
+    exit_code = EXIT_INCONCLUSIVE
