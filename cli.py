@@ -25,6 +25,7 @@ app = typer.Typer(
     add_completion=True,
     # Locals can hold database URLs with passwords: never print them in a traceback.
     pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -85,11 +86,147 @@ def _load(config_path: Path | None):
 def _console():
     from rich.console import Console
 
-    return Console(soft_wrap=False)
+    # markup off: names, URLs and messages are data, and "[pms]" or "<script>" must print as is
+    return Console(markup=False, highlight=False)
 
 
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+class Severity(str, Enum):
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+def _parse_date(text: str | None, option: str):
+    import datetime as dt
+
+    from .core.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{option} must be a date like 2026-11-20, got '{text}'") from None
+
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Judge 'overdue' against this date (YYYY-MM-DD); default: today in the configured zone.",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    as_of: AsOfOption = None,
+    fail_on: Annotated[
+        Severity | None,
+        typer.Option(help="Exit 1 when an open, unwaived finding has this severity or higher."),
+    ] = None,
+) -> None:
+    """Run one reconciliation: pull both systems, match, judge, write the reports.
+
+    Writes findings.json, findings.csv and summary.json into <report dir>/<run id>/ and points
+    <report dir>/latest at it. Exit codes: 0 done, 1 findings at or above --fail-on, 2 bad input,
+    3 inconclusive, 130 interrupted.
+
+    Example: gridrecon run --config gridrecon.toml --as-of 2026-11-20 --fail-on error
+    """
+    from . import api
+
+    result, folder = api.run(
+        _load(config),
+        as_of=_parse_date(as_of, "--as-of"),
+        fail_on=fail_on.value if fail_on else None,
+    )
+    _render_run(result, folder)
+    raise typer.Exit(result.exit_code)
+
+
+def _render_run(result, folder: Path) -> None:
+    from rich.table import Table
+
+    console = _console()
+    counts = result.counts()
+    reads = ", ".join(
+        f"{system} " + "/".join(f"{n:,}" for n in source.rows.values())
+        for system, source in result.sources.items()
+    )
+    console.print(
+        f"run {result.run_id}  as of {result.as_of}  read {reads} (substations/lines/transformers)"
+    )
+    table = Table("rule", "severity", "open", box=None, padding=(0, 2))
+    severity = result.findings.drop_duplicates("rule_id").set_index("rule_id")["severity"]
+    for rule, count in counts["by_rule"].items():
+        table.add_row(rule, str(severity.get(rule, "")), f"{count:,}")
+    if counts["by_rule"]:
+        console.print(table)
+    console.print(
+        f"{counts['open']:,} open findings, {counts['waived']:,} waived; reports in {folder}"
+    )
+    failing = len(result.failing_findings())
+    if failing:
+        console.print(
+            f"{failing:,} open findings at or above --fail-on {result.fail_on}", style="red"
+        )
+
+
+@app.command()
+def calendar(
+    year: Annotated[int, typer.Option(help="The year to show.")],
+    config: ConfigOption = None,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """Show what the working-day calendar believes about a year, and where each day comes from.
+
+    Uses the [calendar] overrides file of the config when there is a config; without one, only
+    chinesecalendar. A year neither knows exits 2 with the lines to add to the override file.
+
+    Example: gridrecon calendar --year 2026
+    """
+    from .checks.calendar import WorkingCalendar
+    from .core.config import resolve_config_path
+
+    path = resolve_config_path(config)
+    overrides = _load(config).calendar_overrides if config or path.is_file() else None
+    info = WorkingCalendar.load(overrides).describe_year(year)
+    if format is OutputFormat.json:
+        _print_json(
+            {
+                "year": info.year,
+                "working_days": info.working_day_count,
+                "known_from": list(info.known_from),
+                "holidays": [
+                    {"date": d.isoformat(), "name": info.names.get(d), "source": source}
+                    for d, source in info.holidays
+                ],
+                "makeup_workdays": [
+                    {"date": d.isoformat(), "name": info.names.get(d), "source": source}
+                    for d, source in info.makeup_workdays
+                ],
+            }
+        )
+        return
+    from rich.table import Table
+
+    console = _console()
+    console.print(
+        f"{info.year}: {info.working_day_count} working days (from {', '.join(info.known_from)})"
+    )
+    for title, days in (("holidays (days off)", info.holidays),
+                        ("make-up working days (调休)", info.makeup_workdays)):
+        table = Table("date", "weekday", "holiday", "source", box=None, padding=(0, 2), title=title)
+        for day, source in days:
+            table.add_row(day.isoformat(), f"{day:%a}", info.names.get(day, ""), source)
+        console.print(table)
 
 
 class Scale(str, Enum):
@@ -159,18 +296,21 @@ def validate(config: ConfigOption = None, format: FormatOption = OutputFormat.ta
 
 def _render_validation(report) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     for source in report.sources:
-        verdict = "[green]ok[/]" if source.ok else "[red]PROBLEMS[/]"
         console.print(
-            f"[bold]{source.system}[/] {source.url}  mapping {source.mapping} "
-            f"({source.mapping_path})  {verdict}"
+            Text.assemble(
+                (source.system, "bold"),
+                f" {source.url}  mapping {source.mapping} ({source.mapping_path})  ",
+                ("ok", "green") if source.ok else ("PROBLEMS", "red"),
+            )
         )
         if source.error:
-            console.print(f"  [red]cannot check:[/] {source.error}")
+            console.print(Text.assemble("  ", ("cannot check: ", "red"), source.error))
         for problem in source.problems:
-            console.print(f"  [red]{problem.key}[/]: {problem.message}")
+            console.print(Text.assemble("  ", (problem.key, "red"), ": ", problem.message))
         if source.tables:
             table = Table("asset type", "table", "rows in scope", box=None, padding=(0, 2))
             for count in source.tables:

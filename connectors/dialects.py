@@ -7,7 +7,10 @@ only adds what an engine can do better (a read-only session, say).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import URL
 
 # Statements run on every new DBAPI connection so that the session itself refuses writes. gridrecon
 # never issues a write to a source; this makes the database enforce it too.
@@ -29,6 +32,24 @@ DRIVER_PACKAGES = {
     "mysqldb": "mysqlclient",
     "psycopg2": "psycopg2-binary",
 }
+
+
+def read_only_url(url: URL) -> URL:
+    """The URL to open a source with. SQLite: the file must exist and is opened read-only.
+
+    (Connecting to a missing SQLite file would silently create an empty database; for a source
+    that hides a wrong path behind "0 rows".) Raises FileNotFoundError for a missing file.
+    """
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return url
+    if url.database.startswith("file:"):
+        return url
+    if not Path(url.database).is_file():
+        raise FileNotFoundError(url.database)
+    query = dict(url.query)
+    query.setdefault("mode", "ro")
+    query["uri"] = "true"
+    return url.set(database=f"file:{url.database}", query=query)
 
 
 def read_only_statements(dialect_name: str) -> list[str]:

@@ -157,6 +157,13 @@ def to_timestamps(values: pd.Series, fmt: str | None, zone: ZoneInfo) -> pd.Seri
     return localized.astype(timestamp_dtype(zone))
 
 
+def local_day(stamps: pd.Series) -> pd.Series:
+    """The calendar day of zone-aware timestamps, in their zone (the configured one)."""
+    if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        stamps = pd.to_datetime(stamps, utc=True)
+    return stamps.dt.tz_localize(None).dt.normalize().astype(DATE_DTYPE)
+
+
 def _is_aware(value: Any) -> bool:
     return getattr(value, "tzinfo", None) is not None
 

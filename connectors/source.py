@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ..core.config import SourceConfig, display_url
 from ..core.errors import MappingError, SourceError
-from .dialects import DRIVER_PACKAGES, session_setup
+from .dialects import DRIVER_PACKAGES, read_only_url, session_setup
 from .mapping import Mapping
 
 
@@ -47,7 +47,14 @@ class Source:
     def engine(self) -> Engine:
         if self._engine is None:
             try:
-                engine = sa.create_engine(self.config.url, pool_pre_ping=True)
+                url = read_only_url(self.config.url)
+            except FileNotFoundError as missing:
+                raise SourceError(
+                    f"{self.system}: the SQLite database file {missing} does not exist; check "
+                    f"the [{self.system}] url in the config"
+                ) from None
+            try:
+                engine = sa.create_engine(url, pool_pre_ping=True)
             except NoSuchModuleError:
                 raise SourceError(
                     f"{self.system}: no SQLAlchemy dialect for {self.display_url}; "

@@ -155,7 +155,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     rules = root.section("rules", required=False)
 
     return Config(
-        path=path,
+        path=path.resolve(),
         timezone=zone,
         pms=_parse_source(root, "pms", "pms2", base),
         marketing=_parse_source(root, "marketing", "sg186", base),

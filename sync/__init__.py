@@ -1,0 +1,1 @@
+"""Match the two systems' canonical records, and keep the findings' history across runs."""

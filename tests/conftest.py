@@ -7,12 +7,16 @@ when GRIDRECON_REQUIRE_SERVERS=1 (set by CI): then an unreachable server fails t
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from custom_schema import custom_config  # noqa: F401  (a fixture shared by several test files)
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_data"
@@ -79,3 +83,26 @@ def pg_session_database() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def mariadb_session_database() -> Iterator[str]:
     yield from _scratch_database(MARIADB_URL)
+
+
+GRIDRECON = Path(sys.executable).with_name("gridrecon")
+
+
+@dataclass
+class Completed:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Completed:
+    """Run the installed `gridrecon` console command as a real process."""
+    completed = subprocess.run(
+        [str(GRIDRECON), *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return Completed(completed.returncode, completed.stdout, completed.stderr)

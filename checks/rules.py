@@ -1,0 +1,443 @@
+"""The rule suites of SPEC §6, judging matched canonical records.
+
+Each rule is a function from the matched records to a frame of findings. How the rules meet each
+other (SPEC §6) is settled here: records with a duplicated id are judged only by DUPLICATE_ID; a
+field invalid on either side of a pair is not compared; an invalid commissioning date gets no
+timeliness finding; out-of-scope rows never reach this module at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..connectors.mapping import Mapping
+from ..connectors.normalize import local_day
+from ..sync.matching import LINK_DANGLING, LINK_NONE, AssetMatch
+from . import findings
+from .calendar import WorkingCalendar
+from .findings import as_text
+from .settings import COMPARED_FIELDS, RuleSettings
+from .validity import ValiditySettings, find_invalid_values
+
+SYSTEM_LABEL = {"pms": "PMS", "marketing": "marketing"}
+
+
+@dataclass
+class Judgement:
+    """What the rules concluded for one run, before history is applied."""
+
+    findings: pd.DataFrame
+    invalid: dict[tuple[str, str], pd.DataFrame]  # (system, asset type) -> validity failures
+    deadlines: dict[str, pd.Series]  # asset type -> ARCHIVE_OVERDUE deadline per PMS row
+
+
+class Judge:
+    """Runs every enabled rule over the matched records of all asset types."""
+
+    def __init__(
+        self,
+        mappings: dict[str, Mapping],
+        calendar: WorkingCalendar,
+        settings: RuleSettings,
+        as_of: dt.date,
+    ):
+        self.mappings = mappings
+        self.calendar = calendar
+        self.settings = settings
+        self.as_of = as_of
+        self.as_of_ts = pd.Timestamp(as_of)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _mapped_fields(self, system: str, asset_type: str) -> frozenset[str]:
+        asset = self.mappings[system].assets[asset_type]
+        fields = {f.name for table in asset.tables for f in table.fields}
+        return frozenset(fields)
+
+    def _has_parent(self, system: str, asset_type: str) -> bool:
+        return self.mappings[system].assets[asset_type].has_parent
+
+    def _column_of(self, system: str, asset_type: str, table: str, field: str) -> str:
+        asset = self.mappings[system].assets[asset_type]
+        spec = next((t for t in asset.tables if t.table == table), asset.tables[0])
+        if field == "parent":
+            if asset.hops:
+                return " -> ".join([spec.parent_column or "?"] + [f"{h.table}.{h.to_column}" for h in asset.hops])
+            return spec.parent_column or "?"
+        found = spec.field(field)
+        return found.column if found else field
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def judge(self, matches: dict[str, AssetMatch]) -> Judgement:
+        parts: list[pd.DataFrame] = []
+        invalid: dict[tuple[str, str], pd.DataFrame] = {}
+        deadlines: dict[str, pd.Series] = {}
+        enabled = self.settings.enabled
+        for asset_type, match in matches.items():
+            for system, frame in (("pms", match.pms), ("marketing", match.marketing)):
+                judged = frame[~frame["duplicate_id"]]
+                invalid[(system, asset_type)] = find_invalid_values(
+                    judged,
+                    asset_type=asset_type,
+                    mapped_fields=self._mapped_fields(system, asset_type),
+                    has_parent=self._has_parent(system, asset_type),
+                    as_of=self.as_of,
+                    settings=ValiditySettings(
+                        enabled_checks=self.settings.validity_checks,
+                        future_tolerance_days=self.settings.future_tolerance_days,
+                    ),
+                )
+                if enabled("DUPLICATE_ID"):
+                    parts.append(self.duplicate_ids(system, asset_type, frame))
+                if enabled("INVALID_VALUE"):
+                    parts.append(
+                        self.invalid_values(system, asset_type, judged, invalid[(system, asset_type)])
+                    )
+                if enabled("PARENT_MISSING"):
+                    parts.append(self.parents_missing(system, asset_type, judged))
+            parts.extend(self.links(match))
+            if enabled("ATTR_MISMATCH"):
+                parts.append(self.attribute_mismatches(match, invalid))
+            timeliness, deadlines[asset_type] = self.timeliness(match, invalid)
+            parts.extend(timeliness)
+        severity = {rule: self.settings.severity(rule) for rule in self.settings.rules}
+        return Judgement(
+            findings=findings.finalize(parts, severity, self.settings.owner),
+            invalid=invalid,
+            deadlines=deadlines,
+        )
+
+    # -- DUPLICATE_ID ------------------------------------------------------------------------
+
+    def duplicate_ids(self, system: str, asset_type: str, frame: pd.DataFrame) -> pd.DataFrame:
+        dups = frame[frame["duplicate_id"]]
+        if dups.empty:
+            return findings.empty()
+        grouped = dups.groupby("source_id", sort=True)
+        first = grouped.first()
+        count = grouped.size()
+        tables = grouped["source_table"].agg(lambda t: ", ".join(sorted(set(t))))
+        ids = pd.Series(first.index, index=first.index)
+        detail = (
+            f"{SYSTEM_LABEL[system]} id occurs "
+            + count.astype("str")
+            + " times (in "
+            + tables
+            + ")"
+        )
+        return findings.build(
+            "DUPLICATE_ID", asset_type, system, first.index,
+            pms_id=ids if system == "pms" else first["pms_id"],
+            marketing_id=ids if system == "marketing" else None,
+            asset_name=first["name"], org_code=first["org_code"], detail=detail,
+        )
+
+    # -- INVALID_VALUE -----------------------------------------------------------------------
+
+    def invalid_values(
+        self, system: str, asset_type: str, frame: pd.DataFrame, failures: pd.DataFrame
+    ) -> pd.DataFrame:
+        if failures.empty:
+            return findings.empty()
+        rows = frame.loc[failures["row"].to_numpy()]
+        index = failures.index
+        tables = rows["source_table"].to_numpy()
+        columns = [
+            self._column_of(system, asset_type, table, field)
+            for table, field in zip(tables, failures["field"], strict=True)
+        ]
+        shown = failures["value"].map(lambda v: repr(v), na_action="ignore").fillna("null")
+        detail = (
+            pd.Series(tables, index=index) + "." + pd.Series(columns, index=index)
+            + " = " + shown + ": " + failures["reason"]
+        )
+        value = failures["value"].astype("str")
+        ids = pd.Series(rows["source_id"].to_numpy(), index=index)
+        return findings.build(
+            "INVALID_VALUE", asset_type, system, index,
+            pms_id=ids if system == "pms" else pd.Series(rows["pms_id"].to_numpy(), index=index),
+            marketing_id=ids if system == "marketing" else None,
+            asset_name=pd.Series(rows["name"].to_numpy(), index=index),
+            org_code=pd.Series(rows["org_code"].to_numpy(), index=index),
+            field=failures["field"],
+            pms_value=value if system == "pms" else None,
+            marketing_value=value if system == "marketing" else None,
+            detail=detail,
+        )
+
+    # -- PARENT_MISSING ----------------------------------------------------------------------
+
+    def parents_missing(self, system: str, asset_type: str, frame: pd.DataFrame) -> pd.DataFrame:
+        if not self._has_parent(system, asset_type):
+            return findings.empty()
+        orphans = frame[frame["parent_source_id"].notna() & ~frame["parent_found"]]
+        parent_type = {"line": "substation", "transformer": "line"}[asset_type]
+        detail = (
+            f"parent {parent_type} "
+            + orphans["parent_source_id"]
+            + f" is not among the in-scope {SYSTEM_LABEL[system]} {parent_type}s"
+        )
+        value = orphans["parent_source_id"]
+        return findings.build(
+            "PARENT_MISSING", asset_type, system, orphans.index,
+            pms_id=orphans["source_id"] if system == "pms" else orphans["pms_id"],
+            marketing_id=orphans["source_id"] if system == "marketing" else None,
+            asset_name=orphans["name"], org_code=orphans["org_code"], field=system,
+            pms_value=value if system == "pms" else None,
+            marketing_value=value if system == "marketing" else None,
+            detail=detail,
+        )
+
+    # -- MISSING_IN_PMS, UNLINKED, DUPLICATE_LINK -------------------------------------------
+
+    def links(self, match: AssetMatch) -> list[pd.DataFrame]:
+        asset_type = match.asset_type
+        marketing = match.marketing[~match.marketing["duplicate_id"]]
+        in_service = marketing["status"] == "in_service"
+        out = []
+        if self.settings.enabled("MISSING_IN_PMS"):
+            dangling = marketing[in_service & (marketing["link"] == LINK_DANGLING)]
+            out.append(
+                findings.build(
+                    "MISSING_IN_PMS", asset_type, "marketing", dangling.index,
+                    pms_id=dangling["pms_id"], marketing_id=dangling["source_id"],
+                    asset_name=dangling["name"], org_code=dangling["org_code"],
+                    marketing_value=dangling["pms_id"],
+                    detail="stored PMS id " + dangling["pms_id"]
+                    + f" matches no in-scope PMS {asset_type}",
+                )
+            )
+        if self.settings.enabled("UNLINKED"):
+            unlinked = marketing[in_service & (marketing["link"] == LINK_NONE)]
+            out.append(
+                findings.build(
+                    "UNLINKED", asset_type, "marketing", unlinked.index,
+                    marketing_id=unlinked["source_id"], asset_name=unlinked["name"],
+                    org_code=unlinked["org_code"],
+                    detail=self._candidates(unlinked, match.pms),
+                )
+            )
+        if self.settings.enabled("DUPLICATE_LINK"):
+            shared = marketing[marketing["duplicate_link"]]
+            group = shared.groupby("pms_id")["source_id"].transform(
+                lambda ids: ", ".join(sorted(ids.dropna()))
+            )
+            out.append(
+                findings.build(
+                    "DUPLICATE_LINK", asset_type, "marketing", shared.index,
+                    pms_id=shared["pms_id"], marketing_id=shared["source_id"],
+                    asset_name=shared["name"], org_code=shared["org_code"],
+                    marketing_value=shared["pms_id"],
+                    detail="PMS id " + shared["pms_id"] + " is carried by marketing records "
+                    + group.astype("str"),
+                )
+            )
+        return out
+
+    def _candidates(self, unlinked: pd.DataFrame, pms: pd.DataFrame) -> pd.Series:
+        """Most likely PMS records for each unlinked one: same org and voltage, closest name."""
+        limit = self.settings.unlinked_candidates
+        pool = pms[~pms["duplicate_id"] & pms["org_code"].notna() & pms["name_key"].notna()]
+        groups = {key: group for key, group in pool.groupby(["org_code", "voltage_kv"])}
+        details = []
+        for org, voltage, key in zip(
+            unlinked["org_code"], unlinked["voltage_kv"], unlinked["name_key"], strict=True
+        ):
+            group = groups.get((org, voltage))
+            if group is None or limit == 0 or not isinstance(key, str):
+                details.append("no PMS record with the same org and voltage")
+                continue
+            scores = [difflib.SequenceMatcher(None, key, other).ratio() for other in group["name_key"]]
+            ranked = (
+                group.assign(score=scores)
+                .sort_values(["score", "source_id"], ascending=[False, True])
+                .head(limit)
+            )
+            shown = [
+                f"{name} (PMS {pid}{', already linked' if linked else ''}, {score:.2f})"
+                for name, pid, linked, score in zip(
+                    ranked["name"], ranked["source_id"], ranked["linked"], ranked["score"], strict=True
+                )
+            ]
+            details.append("candidates: " + "; ".join(shown))
+        return pd.Series(details, index=unlinked.index, dtype="str")
+
+    # -- ATTR_MISMATCH -----------------------------------------------------------------------
+
+    def attribute_mismatches(
+        self, match: AssetMatch, invalid: dict[tuple[str, str], pd.DataFrame]
+    ) -> pd.DataFrame:
+        pairs = match.pairs
+        asset_type = match.asset_type
+        if pairs.empty:
+            return findings.empty()
+        pms_fields = self._mapped_fields("pms", asset_type)
+        mkt_fields = self._mapped_fields("marketing", asset_type)
+        bad_pms = _invalid_pairs(invalid[("pms", asset_type)])
+        bad_mkt = _invalid_pairs(invalid[("marketing", asset_type)])
+        out = []
+        for field in COMPARED_FIELDS:
+            if field == "parent":
+                if not (self._has_parent("pms", asset_type) and self._has_parent("marketing", asset_type)):
+                    continue
+                left, right = pairs["parent_pms_id_pms"], pairs["parent_pms_id_mkt"]
+            else:
+                if field not in pms_fields or field not in mkt_fields:
+                    continue
+                left, right = pairs[f"{field}_pms"], pairs[f"{field}_mkt"]
+            comparable = left.notna() & right.notna()
+            comparable &= ~_flagged(pairs["row_pms"], field, bad_pms)
+            comparable &= ~_flagged(pairs["row_mkt"], field, bad_mkt)
+            if field == "name":
+                differs = pairs["name_key_pms"] != pairs["name_key_mkt"]
+            elif field in ("voltage_kv", "capacity_kva"):
+                tolerance = self.settings.tolerance.get(field, 0.0)
+                differs = (left.astype("float64") - right.astype("float64")).abs() > tolerance + 1e-9
+            else:
+                differs = left != right
+            hit = pairs[comparable & differs.fillna(False)]
+            if hit.empty:
+                continue
+            pms_value = as_text(left[hit.index])
+            mkt_value = as_text(right[hit.index])
+            if field == "parent":
+                detail = (
+                    "PMS parent " + pms_value + "; marketing parent "
+                    + hit["parent_source_id_mkt"].astype("str") + " links to PMS " + mkt_value
+                )
+            else:
+                detail = f"{field}: PMS " + pms_value.fillna("") + " ≠ marketing " + mkt_value.fillna("")
+            out.append(
+                findings.build(
+                    "ATTR_MISMATCH", asset_type, "pair", hit.index,
+                    pms_id=hit["source_id_pms"], marketing_id=hit["source_id_mkt"],
+                    asset_name=hit["name_pms"], org_code=hit["org_code_pms"], field=field,
+                    pms_value=pms_value, marketing_value=mkt_value, detail=detail,
+                )
+            )
+        return pd.concat(out, ignore_index=True) if out else findings.empty()
+
+    # -- ARCHIVE_OVERDUE, ARCHIVE_PENDING, ARCHIVE_LATE ------------------------------------
+
+    def timeliness(
+        self, match: AssetMatch, invalid: dict[tuple[str, str], pd.DataFrame]
+    ) -> tuple[list[pd.DataFrame], pd.Series]:
+        asset_type = match.asset_type
+        pms = match.pms
+        bad_dates = _invalid_pairs(invalid[("pms", asset_type)])
+        judged = (
+            ~pms["duplicate_id"]
+            & (pms["status"] == "in_service")
+            & pms["commissioned_on"].notna()
+            & ~_flagged(pd.Series(pms.index, index=pms.index), "commissioned_on", bad_dates)
+        )
+        if self.settings.timeliness_since is not None:
+            judged &= pms["commissioned_on"] >= pd.Timestamp(self.settings.timeliness_since)
+        subjects = pms[judged]
+        out: list[pd.DataFrame] = []
+        enabled = self.settings.enabled
+        n_due = self.settings.rules["ARCHIVE_OVERDUE"].deadline_working_days
+        due = self.calendar.deadlines(subjects["commissioned_on"], n_due)
+        due = pd.to_datetime(due).astype("datetime64[us]")
+
+        unlinked = subjects[~subjects["linked"]]
+        overdue = unlinked[due[unlinked.index] < self.as_of_ts]
+        pending = unlinked[due[unlinked.index] >= self.as_of_ts]
+        if enabled("ARCHIVE_OVERDUE") and len(overdue):
+            late_by = [
+                self.calendar.working_days_between(d.date(), self.as_of)
+                for d in due[overdue.index]
+            ]
+            out.append(
+                findings.build(
+                    "ARCHIVE_OVERDUE", asset_type, "pms", overdue.index,
+                    pms_id=overdue["source_id"], asset_name=overdue["name"],
+                    org_code=overdue["org_code"],
+                    detail=_due_text(overdue["commissioned_on"], due[overdue.index], n_due)
+                    + ", not in marketing; "
+                    + pd.Series(late_by, index=overdue.index).astype("str")
+                    + " working days overdue",
+                )
+            )
+        if enabled("ARCHIVE_PENDING") and len(pending):
+            left = [
+                self.calendar.working_days_between(self.as_of, d.date()) for d in due[pending.index]
+            ]
+            out.append(
+                findings.build(
+                    "ARCHIVE_PENDING", asset_type, "pms", pending.index,
+                    pms_id=pending["source_id"], asset_name=pending["name"],
+                    org_code=pending["org_code"],
+                    detail=_due_text(pending["commissioned_on"], due[pending.index], n_due)
+                    + ", not in marketing yet; "
+                    + pd.Series(left, index=pending.index).astype("str")
+                    + " working days left",
+                )
+            )
+        if enabled("ARCHIVE_LATE"):
+            out.extend(self._late(match, subjects))
+        return out, due
+
+    def _late(self, match: AssetMatch, subjects: pd.DataFrame) -> list[pd.DataFrame]:
+        asset_type = match.asset_type
+        n_late = self.settings.rules["ARCHIVE_LATE"].deadline_working_days
+        deadline = pd.to_datetime(
+            self.calendar.deadlines(subjects["commissioned_on"], n_late)
+        ).astype("datetime64[us]")
+        out = []
+        recorded = local_day(subjects["recorded_at"])
+        late_pms = subjects[recorded > deadline]
+        if len(late_pms):
+            out.append(
+                findings.build(
+                    "ARCHIVE_LATE", asset_type, "pms", late_pms.index,
+                    pms_id=late_pms["source_id"], asset_name=late_pms["name"],
+                    org_code=late_pms["org_code"], field="pms",
+                    pms_value=as_text(recorded[late_pms.index]),
+                    detail=_due_text(late_pms["commissioned_on"], deadline[late_pms.index], n_late)
+                    + "; recorded in PMS on " + as_text(recorded[late_pms.index]),
+                )
+            )
+        pairs = match.pairs[match.pairs["row_pms"].isin(subjects.index)]
+        if len(pairs):
+            pair_deadline = pd.Series(deadline[pairs["row_pms"]].to_numpy(), index=pairs.index)
+            mkt_recorded = local_day(pairs["recorded_at_mkt"])
+            late = pairs[mkt_recorded > pair_deadline]
+            if len(late):
+                out.append(
+                    findings.build(
+                        "ARCHIVE_LATE", asset_type, "marketing", late.index,
+                        pms_id=late["source_id_pms"], marketing_id=late["source_id_mkt"],
+                        asset_name=late["name_pms"], org_code=late["org_code_pms"],
+                        field="marketing", marketing_value=as_text(mkt_recorded[late.index]),
+                        detail=_due_text(
+                            late["commissioned_on_pms"], pair_deadline[late.index], n_late
+                        )
+                        + "; recorded in marketing on " + as_text(mkt_recorded[late.index]),
+                    )
+                )
+        return out
+
+
+def _due_text(commissioned: pd.Series, deadline: pd.Series, n: int) -> pd.Series:
+    return (
+        "commissioned " + as_text(commissioned) + ", deadline " + as_text(deadline)
+        + f" ({n} working days)"
+    )
+
+
+def _invalid_pairs(failures: pd.DataFrame) -> dict[str, pd.Index]:
+    """field -> the row labels whose value of that field failed validation."""
+    return {field: pd.Index(group["row"]) for field, group in failures.groupby("field")}
+
+
+def _flagged(rows: pd.Series, field: str, bad: dict[str, pd.Index]) -> pd.Series:
+    """True where the record at that row label has an invalid `field`."""
+    if field not in bad:
+        return pd.Series(False, index=rows.index)
+    return rows.isin(bad[field])

@@ -1,0 +1,84 @@
+"""findings.json, findings.csv and summary.json (SPEC §7, §8), all from one RunResult.
+
+findings.json is a JSON array of finding objects; findings.csv has the same fields as columns,
+UTF-8 with a BOM so Excel opens the Chinese text correctly. summary.json says what the run read,
+its counts and metrics, and the settings it ran with.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+from ..checks.findings import FINDING_FIELDS
+from ..checks.result import RunResult
+
+
+def finding_records(result: RunResult) -> list[dict[str, Any]]:
+    frame = result.findings[FINDING_FIELDS]
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    for record in records:
+        record["waived"] = bool(record["waived"])
+    return records
+
+
+def findings_json(result: RunResult) -> str:
+    return json.dumps(finding_records(result), ensure_ascii=False, indent=1) + "\n"
+
+
+def findings_csv(result: RunResult) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(FINDING_FIELDS)
+    for record in finding_records(result):
+        writer.writerow(["" if record[f] is None else _cell(record[f]) for f in FINDING_FIELDS])
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def summary(result: RunResult) -> dict[str, Any]:
+    metrics = result.metrics.astype(object).where(result.metrics.notna(), None)
+    return {
+        "run_id": result.run_id,
+        "status": result.status,
+        "exit_code": result.exit_code if result.status == "completed" else None,
+        "as_of": result.as_of.isoformat(),
+        "started_at": result.started_at.isoformat(),
+        "finished_at": result.finished_at.isoformat() if result.finished_at else None,
+        "config": {"path": result.config_path, "fingerprint": result.config_fingerprint},
+        "fail_on": result.fail_on,
+        "sources": {
+            system: {
+                "url": source.url,
+                "mapping": source.mapping,
+                "rows": source.rows,
+                "rows_by_table": source.rows_by_table,
+                "newest_update": source.newest_update,
+                "seconds": round(source.seconds, 3),
+            }
+            for system, source in result.sources.items()
+        },
+        "findings": result.counts(),
+        "metrics": [_clean(row) for row in metrics.to_dict(orient="records")],
+        "settings": result.settings,
+        "notes": result.notes,
+    }
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: (None if isinstance(value, float) and math.isnan(value) else value)
+        for key, value in row.items()
+    }
+
+
+def summary_json(result: RunResult) -> str:
+    return json.dumps(summary(result), ensure_ascii=False, indent=2, default=str) + "\n"
