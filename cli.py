@@ -86,8 +86,10 @@ def _load(config_path: Path | None):
 def _console():
     from rich.console import Console
 
-    # markup off: names, URLs and messages are data, and "[pms]" or "<script>" must print as is
-    return Console(markup=False, highlight=False)
+    # markup off: names, URLs and messages are data, and "[pms]" or "<script>" must print as is.
+    # Piped into a file or a mail, lines are not cut at 80 columns.
+    width = None if sys.stdout.isatty() else 200
+    return Console(markup=False, highlight=False, width=width)
 
 
 def _print_json(data: Any) -> None:
@@ -233,7 +235,6 @@ class Scale(str, Enum):
     small = "small"
     city = "city"
     province = "province"
-    national = "national"
 
 
 @app.command()

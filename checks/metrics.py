@@ -15,7 +15,7 @@ import datetime as dt
 
 import pandas as pd
 
-from ..connectors.normalize import local_day
+from ..connectors.normalize import local_day, lookup
 from ..sync.matching import AssetMatch
 
 METRIC_COLUMNS = [
@@ -76,7 +76,7 @@ def compute_metrics(
             .min()
         )
         pms_day = local_day(judged["recorded_at"])
-        mkt_day = local_day(judged["source_id"].map(first_marketing))
+        mkt_day = local_day(lookup(judged["source_id"], first_marketing))
         known = pms_day.notna() & (mkt_day.notna() | ~judged["linked"])
         judged = judged[known]
         judged["on_time"] = (

@@ -142,7 +142,15 @@ class RuleSettings:
         if validity is not None:
             validity.check_keys({"checks", "future_tolerance_days"})
             if "checks" in validity.data:
+                from .validity import CHECK_NAMES
+
                 checks = frozenset(validity.string_list("checks"))
+                unknown = sorted(checks - set(CHECK_NAMES))
+                if unknown:
+                    raise validity.fail(
+                        f"'rules.validity.checks' names unknown check {', '.join(unknown)}; "
+                        f"checks: {', '.join(CHECK_NAMES)}"
+                    )
             future_days = validity.integer("future_tolerance_days", 0, minimum=0, maximum=3650)
 
         rules = {}

@@ -9,6 +9,7 @@ live database happens in connectors.schema_check.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -118,6 +119,12 @@ class Mapping:
     codes: dict[str, dict[str, Any]]
     org_map: OrgMapSpec | None
     assets: dict[str, AssetMapping]
+    builtin: bool = False
+
+    @property
+    def origin(self) -> str:
+        """How to show where the mapping came from: 'built-in' or its file."""
+        return "built-in" if self.builtin else str(self.path)
 
 
 def builtin_mapping_names() -> list[str]:
@@ -140,6 +147,8 @@ def load_mapping(name_or_path: str, expected_system: str | None = None) -> Mappi
                 "nor an existing mapping file"
             )
     mapping = parse_mapping(read_toml(path, MappingError), path, name)
+    if name_or_path in builtin_mapping_names():
+        mapping = dataclasses.replace(mapping, builtin=True)
     if expected_system and mapping.system != expected_system:
         raise MappingError(
             f"{path}: describes system '{mapping.system}' but is configured for "

@@ -157,9 +157,20 @@ def to_timestamps(values: pd.Series, fmt: str | None, zone: ZoneInfo) -> pd.Seri
     return localized.astype(timestamp_dtype(zone))
 
 
+def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
+    """table[key] for every key (null where absent), keeping table's dtype.
+
+    Series.map(Series) converts an empty mapper to float64, which breaks on datetimes and
+    strings; reindexing does not. `table` must have a unique index.
+    """
+    return pd.Series(table.reindex(keys.to_numpy()).to_numpy(), index=keys.index, dtype=table.dtype)
+
+
 def local_day(stamps: pd.Series) -> pd.Series:
     """The calendar day of zone-aware timestamps, in their zone (the configured one)."""
     if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        if stamps.isna().all():  # e.g. a lookup that matched nothing: float NaN, not datetimes
+            return pd.Series(pd.NaT, index=stamps.index, dtype=DATE_DTYPE)
         stamps = pd.to_datetime(stamps, utc=True)
     return stamps.dt.tz_localize(None).dt.normalize().astype(DATE_DTYPE)
 

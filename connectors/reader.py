@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from ..core.errors import MappingError, SourceError
 from .mapping import ASSET_TYPES, AssetMapping, Hop, Mapping, OrgMapSpec, TableSpec
-from .normalize import empty_frame, normalize_chunk, normalize_ids
+from .normalize import empty_frame, lookup, normalize_chunk, normalize_ids
 from .source import Problem, ResolvedTable, Source, raise_problems
 
 
@@ -186,8 +186,8 @@ def read_asset(
         rows_by_table[spec.table] = count
     records = pd.concat(chunks, ignore_index=True) if chunks else empty_frame(zone)
     for hop in asset.hops:
-        lookup = read_relation(source, resolver, hop)
-        records["parent_source_id"] = records["parent_source_id"].map(lookup).astype("str")
+        parents = read_relation(source, resolver, hop)
+        records["parent_source_id"] = lookup(records["parent_source_id"], parents).astype("str")
     return AssetRead(
         system=source.system,
         asset_type=asset_type,

@@ -42,6 +42,7 @@ class Source:
         self._engine: Engine | None = None
         self._tables: dict[str, str] | None = None  # casefolded name -> database spelling
         self._columns: dict[str, dict[str, str]] = {}
+        self._schema: str | None = None
 
     @property
     def engine(self) -> Engine:
@@ -110,13 +111,35 @@ class Source:
 
     # -- catalogue -----------------------------------------------------------------------
 
+    @property
+    def schema(self) -> str | None:
+        """The configured schema in the database's own spelling (matched case-insensitively)."""
+        if self.config.schema is None:
+            return None
+        if self._schema is None:
+            with self.connect() as connection:
+                try:
+                    names = sa.inspect(connection).get_schema_names()
+                except (SQLAlchemyError, NotImplementedError):
+                    names = []
+            matches = [n for n in names if n.casefold() == self.config.schema.casefold()]
+            if names and not matches:
+                raise SourceError(
+                    f"schema '{self.config.schema}' does not exist in the {self.system} database "
+                    f"{self.display_url}; its schemas: {', '.join(sorted(names))}. "
+                    f"Fix [{self.system}] schema in the config"
+                )
+            self._schema = matches[0] if matches else self.config.schema
+        return self._schema
+
     def table_names(self) -> dict[str, str]:
         if self._tables is None:
+            schema = self.schema
             with self.connect() as connection:
                 inspector = sa.inspect(connection)
                 try:
-                    names = inspector.get_table_names(schema=self.config.schema)
-                    names += inspector.get_view_names(schema=self.config.schema)
+                    names = inspector.get_table_names(schema=schema)
+                    names += inspector.get_view_names(schema=schema)
                 except SQLAlchemyError as exc:
                     raise SourceError(
                         f"cannot list the tables of the {self.system} database "
@@ -130,14 +153,14 @@ class Source:
     def column_names(self, table: str) -> dict[str, str]:
         if table not in self._columns:
             with self.connect() as connection:
-                columns = sa.inspect(connection).get_columns(table, schema=self.config.schema)
+                columns = sa.inspect(connection).get_columns(table, schema=self.schema)
             self._columns[table] = {}
             for column in columns:
                 self._columns[table].setdefault(column["name"].casefold(), column["name"])
         return self._columns[table]
 
     def _schema_text(self) -> str:
-        return f" (schema {self.config.schema})" if self.config.schema else ""
+        return f" (schema {self.schema})" if self.config.schema else ""
 
     def find_table(self, name: str, key: str, problems: list[Problem]) -> str | None:
         actual = self.table_names().get(name.casefold())
@@ -173,7 +196,7 @@ class Source:
         Columns carry no type, so values arrive as the driver delivers them: a malformed date
         in a source must reach normalisation as data, not fail inside a type processor.
         """
-        return sa.table(name, *(sa.column(c) for c in columns), schema=self.config.schema)
+        return sa.table(name, *(sa.column(c) for c in columns), schema=self.schema)
 
 
 def raise_problems(mapping: Mapping, problems: list[Problem]) -> None:

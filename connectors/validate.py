@@ -82,7 +82,7 @@ def _validate_source(source: Source, sources: dict[str, Source]) -> SourceValida
         system=source.system,
         url=source.display_url,
         mapping=source.mapping.name,
-        mapping_path=str(source.mapping.path),
+        mapping_path=source.mapping.origin,
     )
     try:
         resolver = Resolver(source)

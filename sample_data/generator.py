@@ -5,8 +5,8 @@ The data has two layers:
 * **Background** (random, from the seed): an org tree of 16 city companies and their counties,
   substations, 10kV feeders and transformers that are *clean* — every in-scope record produces no
   finding under SPEC §6 at ``AS_OF``. Records are archived in both systems within four calendar
-  days of commissioning, which is on time whatever the holidays (five working days never fit in
-  fewer than five calendar days).
+  days of commissioning, which is on time whatever the holidays: the 5th working day after day D
+  is never earlier than D + 5.
 * **Planted cases** (hand-picked constants, identical at every scale and seed): each a small,
   isolated asset that must produce exactly the finding(s) in the manifest, or — for the
   ``expect=none`` cases — must not produce the named finding. ``sample_data/README.md`` documents
@@ -18,6 +18,7 @@ rows on every engine.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -50,7 +51,14 @@ CHUNK_ROWS = 5000
 # Code lists (SPEC §3)
 
 PMS_VOLT = {10: "22", 20: "24", 35: "25", 110: "32", 220: "33", 500: "35"}
-MKT_VOLT = {10: "AC00101", 20: "AC00201", 35: "AC00351", 110: "AC01101", 220: "AC02201", 500: "AC05001"}
+MKT_VOLT = {
+    10: "AC00101",
+    20: "AC00201",
+    35: "AC00351",
+    110: "AC01101",
+    220: "AC02201",
+    500: "AC05001",
+}
 PUBLISHED, UNPUBLISHED = "发布", "未发布"
 PUBLIC, PRIVATE_PMS = "03", "04"  # PMS SYXZ; anything but '03' is out of scope
 MKT_PUBLIC, MKT_PRIVATE = "01", "02"  # marketing PUB_PRIV_FLAG
@@ -88,6 +96,7 @@ def _guid(key: str) -> str:
     return hashlib.md5(f"gridrecon-sample:{key}".encode()).hexdigest()
 
 
+@functools.cache
 def _unit(org_no: str) -> str:
     """The PMS unit GUID (YWDW) that ST_PMS_YX_DW maps to marketing ORG_NO ``org_no``."""
     return _guid(f"org:{org_no}")
@@ -99,13 +108,22 @@ def org_rows() -> tuple[list[dict], list[dict]]:
     for i, (city, counties) in enumerate(CITIES, start=1):
         city_no = f"374{i:02d}"
         o_org.append(
-            {"ORG_NO": city_no, "ORG_NAME": f"国网{city}供电公司", "P_ORG_NO": PROVINCE[0], "ORG_TYPE": "03"}
+            {
+                "ORG_NO": city_no,
+                "ORG_NAME": f"国网{city}供电公司",
+                "P_ORG_NO": PROVINCE[0],
+                "ORG_TYPE": "03",
+            }
         )
         for j, county in enumerate(counties, start=1):
             o_org.append(
                 {
                     "ORG_NO": f"{city_no}{j:02d}",
-                    "ORG_NAME": f"国网{city}市{county}供电公司",
+                    # County-level cities drop the prefecture: 国网胶州市供电公司,
+                    # districts and counties keep it: 国网济南市章丘区供电公司.
+                    "ORG_NAME": f"国网{county}供电公司"
+                    if county.endswith("市")
+                    else f"国网{city}市{county}供电公司",
                     "P_ORG_NO": city_no,
                     "ORG_TYPE": "04",
                 }
@@ -120,18 +138,133 @@ def org_rows() -> tuple[list[dict], list[dict]]:
 
 PLANTED_WORDS = {"城东", "王庄", "高新", "科创", "春晖", "开元", "鹊华", "新港"}
 PLANTED_PLACES = {
-    "城东小区", "明湖小区", "春晖花园", "锦绣花园", "东关社区", "西关社区", "南关社区",
-    "王庄村", "李家庄村", "张庄村", "赵家村", "孙家村", "周庄村",
-}  # fmt: skip
+    "城东小区",
+    "明湖小区",
+    "春晖花园",
+    "锦绣花园",
+    "东关社区",
+    "西关社区",
+    "南关社区",
+    "王庄村",
+    "李家庄村",
+    "张庄村",
+    "赵家村",
+    "孙家村",
+    "周庄村",
+}
 
-_WORDS = (
-    "城西 城南 城北 东风 红旗 建设 人民 胜利 光明 工业 开发 新华 幸福 和平 振兴 富民 兴业 创业 "
-    "科技 园区 港湾 滨河 龙泉 凤鸣 青龙 金山 银山 泉水 柳林 杨庄 石门 白马 黄河 大明 北园 南郊 东郊 "
-    "西郊 工业园 马山 双山 鲁中 泰山 沂河 汶河 小清河 玉符 文昌 武城 崇文 尚德 孝里 归德 桃园 杏林 "
-    "梨园 枣林 槐荫 松山 竹园 梅岭 兰亭 菊园 金桥 银河 紫荆 丰收 前进 团结 友谊 长城 长江 黄海 渤海 "
-    "昆仑 华山 嵩山 衡山 恒山 峨眉 清河 济水 泺源 趵突 千佛 历山 舜耕 经十 燕山 奥体 汉峪 孙村 "
-    "彩石 港沟 郭店 遥墙 临港 唐冶 华山湖 洪楼 北湖 西营 仲宫 柳埠 万德 张夏 崮山 马岭 双泉 灵岩"
-).split()
+_WORDS = [
+    "城西",
+    "城南",
+    "城北",
+    "东风",
+    "红旗",
+    "建设",
+    "人民",
+    "胜利",
+    "光明",
+    "工业",
+    "开发",
+    "新华",
+    "幸福",
+    "和平",
+    "振兴",
+    "富民",
+    "兴业",
+    "创业",
+    "科技",
+    "园区",
+    "港湾",
+    "滨河",
+    "龙泉",
+    "凤鸣",
+    "青龙",
+    "金山",
+    "银山",
+    "泉水",
+    "柳林",
+    "杨庄",
+    "石门",
+    "白马",
+    "黄河",
+    "大明",
+    "北园",
+    "南郊",
+    "东郊",
+    "西郊",
+    "工业园",
+    "马山",
+    "双山",
+    "鲁中",
+    "泰山",
+    "沂河",
+    "汶河",
+    "小清河",
+    "玉符",
+    "文昌",
+    "武城",
+    "崇文",
+    "尚德",
+    "孝里",
+    "归德",
+    "桃园",
+    "杏林",
+    "梨园",
+    "枣林",
+    "槐荫",
+    "松山",
+    "竹园",
+    "梅岭",
+    "兰亭",
+    "菊园",
+    "金桥",
+    "银河",
+    "紫荆",
+    "丰收",
+    "前进",
+    "团结",
+    "友谊",
+    "长城",
+    "长江",
+    "黄海",
+    "渤海",
+    "昆仑",
+    "华山",
+    "嵩山",
+    "衡山",
+    "恒山",
+    "峨眉",
+    "清河",
+    "济水",
+    "泺源",
+    "趵突",
+    "千佛",
+    "历山",
+    "舜耕",
+    "经十",
+    "燕山",
+    "奥体",
+    "汉峪",
+    "孙村",
+    "彩石",
+    "港沟",
+    "郭店",
+    "遥墙",
+    "临港",
+    "唐冶",
+    "华山湖",
+    "洪楼",
+    "北湖",
+    "西营",
+    "仲宫",
+    "柳埠",
+    "万德",
+    "张夏",
+    "崮山",
+    "马岭",
+    "双泉",
+    "灵岩",
+]
 SUB_WORDS = tuple(w for w in _WORDS if w not in PLANTED_WORDS)
 LINE_WORDS = SUB_WORDS
 
@@ -141,9 +274,27 @@ _SURNAMES = (
 )
 _VILLAGE_PREFIX = ("", "东", "西", "南", "北", "前", "后", "大", "小")
 _VILLAGE_SUFFIX = (
-    "庄", "家庄", "家村", "屯", "集", "营", "家寨", "家洼", "楼", "店", "官庄", "家峪", "家沟",
-    "家岭", "家桥", "家埠", "家疃", "家套", "家河", "家坡",
-)  # fmt: skip
+    "庄",
+    "家庄",
+    "家村",
+    "屯",
+    "集",
+    "营",
+    "家寨",
+    "家洼",
+    "楼",
+    "店",
+    "官庄",
+    "家峪",
+    "家沟",
+    "家岭",
+    "家桥",
+    "家埠",
+    "家疃",
+    "家套",
+    "家河",
+    "家坡",
+)
 VILLAGES = tuple(
     p
     for p in (
@@ -154,20 +305,109 @@ VILLAGES = tuple(
     )
     if p not in PLANTED_PLACES
 )
-_ESTATE_WORDS = (
-    "城西 城南 城北 新华 幸福 和平 阳光 锦华 金色 翠园 丽景 华苑 泉城 明珠 东方 世纪 盛世 滨河 银座 "
-    "绿城 书香 文化 建设 胜利 振兴 龙山 凤凰 银河 紫薇 海棠 玉兰 桂花 枫林 御景 雅苑 公园 湖畔 "
-    "金域 万象 鲁能 舜华 恒大 中海 保利 绿地 融创 碧桂 华润 龙湖 万科 招商 远洋 金科 旭辉"
-).split()
-_ESTATE_KIND = ("小区", "花园", "家园", "社区", "新村", "公寓", "苑", "名苑", "雅居", "嘉园", "佳苑", "城")
+_ESTATE_WORDS = [
+    "城西",
+    "城南",
+    "城北",
+    "新华",
+    "幸福",
+    "和平",
+    "阳光",
+    "锦华",
+    "金色",
+    "翠园",
+    "丽景",
+    "华苑",
+    "泉城",
+    "明珠",
+    "东方",
+    "世纪",
+    "盛世",
+    "滨河",
+    "银座",
+    "绿城",
+    "书香",
+    "文化",
+    "建设",
+    "胜利",
+    "振兴",
+    "龙山",
+    "凤凰",
+    "银河",
+    "紫薇",
+    "海棠",
+    "玉兰",
+    "桂花",
+    "枫林",
+    "御景",
+    "雅苑",
+    "公园",
+    "湖畔",
+    "金域",
+    "万象",
+    "鲁能",
+    "舜华",
+    "恒大",
+    "中海",
+    "保利",
+    "绿地",
+    "融创",
+    "碧桂",
+    "华润",
+    "龙湖",
+    "万科",
+    "招商",
+    "远洋",
+    "金科",
+    "旭辉",
+]
+_ESTATE_KIND = (
+    "小区",
+    "花园",
+    "家园",
+    "社区",
+    "新村",
+    "公寓",
+    "苑",
+    "名苑",
+    "雅居",
+    "嘉园",
+    "佳苑",
+    "城",
+)
 ESTATES = tuple(
     p for p in (f"{w}{k}" for w in _ESTATE_WORDS for k in _ESTATE_KIND) if p not in PLANTED_PLACES
 )
-_FIRMS = (
-    "鲁丰机械厂 齐鲁纺织厂 泰和食品公司 华信化工厂 顺达物流园 人民医院 第一中学 自来水厂 污水处理厂 "
-    "中石化加油站 银座商城 舜耕酒店 绿源养殖场 金穗面粉厂 宏达建材厂 永盛铸造厂 鑫源钢构厂 通达汽修厂 "
-    "恒通冷库 联华超市 大润发 汇泉酒店 鲁中矿业 宏图印刷厂 新兴砖厂 万家乐家具厂 三和化纤厂 金诺电子厂"
-).split()
+_FIRMS = [
+    "鲁丰机械厂",
+    "齐鲁纺织厂",
+    "泰和食品公司",
+    "华信化工厂",
+    "顺达物流园",
+    "人民医院",
+    "第一中学",
+    "自来水厂",
+    "污水处理厂",
+    "中石化加油站",
+    "银座商城",
+    "舜耕酒店",
+    "绿源养殖场",
+    "金穗面粉厂",
+    "宏达建材厂",
+    "永盛铸造厂",
+    "鑫源钢构厂",
+    "通达汽修厂",
+    "恒通冷库",
+    "联华超市",
+    "大润发",
+    "汇泉酒店",
+    "鲁中矿业",
+    "宏图印刷厂",
+    "新兴砖厂",
+    "万家乐家具厂",
+    "三和化纤厂",
+    "金诺电子厂",
+]
 ROMAN = "ⅡⅢⅣⅤⅥⅦⅧⅨⅩⅪⅫ"
 
 
@@ -181,7 +421,9 @@ LAST_RECORD = date(2026, 11, 19)
 _END = (LAST_COMMISSION - EPOCH).days
 _LAST_REC = (LAST_RECORD - EPOCH).days
 # Clusters: projects rush to commission before Spring Festival (春节) and National Day (国庆).
-_SPRING_FESTIVALS = [(date(y, m, d) - EPOCH).days for y, m, d in ((2024, 2, 10), (2025, 1, 29), (2026, 2, 17))]
+_SPRING_FESTIVALS = [
+    (date(y, m, d) - EPOCH).days for y, m, d in ((2024, 2, 10), (2025, 1, 29), (2026, 2, 17))
+]
 _NATIONAL_DAYS = [(date(y, 10, 1) - EPOCH).days for y in (2024, 2025, 2026)]
 
 
@@ -203,7 +445,9 @@ def _parents_first(days: np.ndarray, parent: np.ndarray, child_days: np.ndarray)
     return out
 
 
-def _archive_times(rng: np.random.Generator, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _archive_times(
+    rng: np.random.Generator, days: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Seconds since EPOCH for (PMS DJSJ, marketing CREATE_DATE, GXSJ, CHG_DATE).
 
     DJSJ falls on the commissioning day or up to 4 calendar days later, CREATE_DATE at or after
@@ -223,7 +467,9 @@ def _archive_times(rng: np.random.Generator, days: np.ndarray) -> tuple[np.ndarr
 def _later(rng: np.random.Generator, seconds: np.ndarray) -> np.ndarray:
     """An update time: 60% never updated (= creation), else some time up to LAST_RECORD 18:00."""
     last = _LAST_REC * 86400 + 18 * 3600
-    updated = seconds + np.floor(rng.random(len(seconds)) * np.maximum(last - seconds, 0)).astype(np.int64)
+    updated = seconds + np.floor(rng.random(len(seconds)) * np.maximum(last - seconds, 0)).astype(
+        np.int64
+    )
     return np.where(rng.random(len(seconds)) < 0.6, seconds, updated)
 
 
@@ -276,7 +522,8 @@ def _unique_labels(
     return word, num
 
 
-# Background record kinds and their shares. "both" = in PMS and marketing, linked.
+# Background record kinds and their shares. "retired" and "other" assets are in both systems,
+# "*_pms_only" / "*_mkt_only" in one; not-commissioned and unpublished ones only in PMS.
 _SUB_KINDS = {"in_service": 0.92, "retired": 0.03, "not_commissioned": 0.03, "unpublished": 0.02}
 _LINE_KINDS = {
     "in_service": 0.94,
@@ -296,12 +543,27 @@ _TR_KINDS = {
     "private_mkt_only": 0.02,
 }
 # Which kinds appear in which system, and their status codes.
-_IN_PMS = {"in_service", "retired", "other", "retired_pms_only", "not_commissioned", "unpublished", "private"}
+_IN_PMS = {
+    "in_service",
+    "retired",
+    "other",
+    "retired_pms_only",
+    "not_commissioned",
+    "unpublished",
+    "private",
+}
 _IN_MKT = {"in_service", "retired", "other", "private", "private_mkt_only"}
-_MKT_STATUS = {"in_service": "01", "retired": "02", "other": "00", "private": "01", "private_mkt_only": "01"}
+_MKT_STATUS = {
+    "in_service": "01",
+    "retired": "02",
+    "other": "00",
+    "private": "01",
+    "private_mkt_only": "01",
+}
 
 
 def _kinds(rng: np.random.Generator, n: int, shares: dict[str, float]) -> np.ndarray:
+    """A kind (see _TR_KINDS) per drawn asset."""
     names = list(shares)
     k = rng.choice(len(names), n, p=np.array(list(shares.values())) / sum(shares.values()))
     out = np.array(names, dtype=object)[k]
@@ -311,11 +573,13 @@ def _kinds(rng: np.random.Generator, n: int, shares: dict[str, float]) -> np.nda
 
 
 def _pms_status(rng: np.random.Generator, kinds: np.ndarray) -> np.ndarray:
+    """PMS YXZT per kind: 20 in service (also private/unpublished), 30/40, 31/32/33, 10."""
     n = len(kinds)
     retired = np.array(["30", "40"], dtype=object)[rng.integers(0, 2, n)]
     other = np.array(["31", "32", "33"], dtype=object)[rng.integers(0, 3, n)]
     status = np.full(n, "20", dtype=object)
-    status[np.isin(kinds, ["retired", "retired_pms_only"])] = retired[np.isin(kinds, ["retired", "retired_pms_only"])]
+    is_retired = np.isin(kinds, ["retired", "retired_pms_only"])
+    status[is_retired] = retired[is_retired]
     status[kinds == "other"] = other[kinds == "other"]
     status[kinds == "not_commissioned"] = "10"
     return status
@@ -327,7 +591,9 @@ def _pms_status(rng: np.random.Generator, kinds: np.ndarray) -> np.ndarray:
 Columns = dict[str, Sequence]
 
 
-def _lifecycle(rng: np.random.Generator, kinds: np.ndarray, days: np.ndarray) -> dict[str, np.ndarray]:
+def _lifecycle(
+    rng: np.random.Generator, kinds: np.ndarray, days: np.ndarray
+) -> dict[str, np.ndarray]:
     """TYRQ day (-1 = null) and the four archive timestamps of every drawn asset."""
     not_commissioned = kinds == "not_commissioned"
     # A not-yet-commissioned asset has no TYRQ; it was registered some time in the last years.
@@ -343,7 +609,9 @@ def _lifecycle(rng: np.random.Generator, kinds: np.ndarray, days: np.ndarray) ->
     }
 
 
-def _pms_rows(kinds: np.ndarray, obj_ids: Sequence, life: dict, org: np.ndarray, cols: Columns) -> Columns:
+def _pms_rows(
+    kinds: np.ndarray, obj_ids: Sequence, life: dict, org: np.ndarray, cols: Columns
+) -> Columns:
     """PMS rows of the drawn assets that live in PMS (all columns but the type-specific ones)."""
     keep = np.isin(kinds, list(_IN_PMS))
     out: Columns = {"OBJ_ID": _take(obj_ids, keep)}
@@ -359,7 +627,9 @@ def _pms_rows(kinds: np.ndarray, obj_ids: Sequence, life: dict, org: np.ndarray,
     return out
 
 
-def _mkt_rows(kinds: np.ndarray, pms_ids: Sequence, life: dict, org: np.ndarray, cols: Columns) -> Columns:
+def _mkt_rows(
+    kinds: np.ndarray, pms_ids: Sequence, life: dict, org: np.ndarray, cols: Columns
+) -> Columns:
     """Marketing rows of the drawn assets that live in marketing (ids are added by the caller)."""
     keep = np.isin(kinds, list(_IN_MKT))
     out: Columns = {c: _take(v, keep) for c, v in cols.items()}
@@ -462,38 +732,73 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
         dtype=object,
     )
     # Capacity = 1–3 main transformers of one standard size for the voltage class (kVA).
-    units = {35: (6300, 8000, 10000, 20000), 110: (31500, 40000, 50000, 63000), 220: (150000, 180000, 240000)}
+    units = {
+        35: (6300, 8000, 10000, 20000),
+        110: (31500, 40000, 50000, 63000),
+        220: (150000, 180000, 240000),
+    }
     unit_kva = np.array([units[v][int(p * len(units[v]))] for v, p in zip(kv, rng.random(n_sub))])
     sub_cap = (unit_kva * rng.choice([1, 2, 3], n_sub, p=[0.15, 0.7, 0.15])).astype(float)
     sub_id = np.array(_guids(rng, n_sub), dtype=object)
     life = _lifecycle(rng, sub_kind, sub_days)
     pms["T_SB_ZNYC_DZ"] = _pms_rows(
-        sub_kind, sub_id, life, sub_org,
-        {"BDZMC": sub_name, "DYDJ": np.array([PMS_VOLT[v] for v in kv], dtype=object), "ZBRL": sub_cap},
-    )  # fmt: skip
+        sub_kind,
+        sub_id,
+        life,
+        sub_org,
+        {
+            "BDZMC": sub_name,
+            "DYDJ": np.array([PMS_VOLT[v] for v in kv], dtype=object),
+            "ZBRL": sub_cap,
+        },
+    )
     sub_mkt = _ids("SUBS_ID", np.isin(sub_kind, list(_IN_MKT)))
     mkt["G_SUBS"] = _mkt_rows(
-        sub_kind, sub_id, life, sub_org,
-        {"SUBS_ID": sub_mkt, "SUBS_NO": _numbers(sub_org, sub_mkt - _BG_IDS["SUBS_ID"], 5),
-         "SUBS_NAME": sub_name, "VOLT_CODE": np.array([MKT_VOLT[v] for v in kv], dtype=object), "MT_CAP": sub_cap},
-    )  # fmt: skip
+        sub_kind,
+        sub_id,
+        life,
+        sub_org,
+        {
+            "SUBS_ID": sub_mkt,
+            "SUBS_NO": _numbers(sub_org, sub_mkt - _BG_IDS["SUBS_ID"], 5),
+            "SUBS_NAME": sub_name,
+            "VOLT_CODE": np.array([MKT_VOLT[v] for v in kv], dtype=object),
+            "MT_CAP": sub_cap,
+        },
+    )
 
     # -- 4. feeders ------------------------------------------------------------------------------
     word, num = _unique_labels(rng, line_org, len(LINE_WORDS), 3)
-    line_name = np.array([f"10kV{LINE_WORDS[w]}{_roman(k)}线" for w, k in zip(word, num)], dtype=object)
+    line_name = np.array(
+        [f"10kV{LINE_WORDS[w]}{_roman(k)}线" for w, k in zip(word, num)], dtype=object
+    )
     line_id = np.array(_guids(rng, n_line), dtype=object)
     life = _lifecycle(rng, line_kind, line_days)
     pms["T_SB_ZWYC_XL"] = _pms_rows(
-        line_kind, line_id, life, line_org,
-        {"XLMC": line_name, "DYDJ": np.full(n_line, PMS_VOLT[10], dtype=object), "QSDZ": sub_id[line_parent]},
-    )  # fmt: skip
+        line_kind,
+        line_id,
+        life,
+        line_org,
+        {
+            "XLMC": line_name,
+            "DYDJ": np.full(n_line, PMS_VOLT[10], dtype=object),
+            "QSDZ": sub_id[line_parent],
+        },
+    )
     line_in_mkt = np.isin(line_kind, list(_IN_MKT))
     line_mkt = _ids("LINE_ID", line_in_mkt)
     mkt["G_LINE"] = _mkt_rows(
-        line_kind, line_id, life, line_org,
-        {"LINE_ID": line_mkt, "LINE_NO": _numbers(line_org, line_mkt - _BG_IDS["LINE_ID"], 5),
-         "LINE_NAME": line_name, "VOLT_CODE": np.full(n_line, MKT_VOLT[10], dtype=object)},
-    )  # fmt: skip
+        line_kind,
+        line_id,
+        life,
+        line_org,
+        {
+            "LINE_ID": line_mkt,
+            "LINE_NO": _numbers(line_org, line_mkt - _BG_IDS["LINE_ID"], 5),
+            "LINE_NAME": line_name,
+            "VOLT_CODE": np.full(n_line, MKT_VOLT[10], dtype=object),
+        },
+    )
     n_rela = int(line_in_mkt.sum())
     mkt["G_SUBS_LINE_RELA"] = {
         "RELA_ID": np.arange(_BG_IDS["RELA_ID"], _BG_IDS["RELA_ID"] + n_rela),
@@ -511,7 +816,9 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
         marks = np.where(rng.random(len(sel)) < 0.5, "#", "号")
         names[sel] = [f"{places[w]}{k + 1}{m}公变" for w, k, m in zip(word, num, marks)]
     sel = np.flatnonzero(private)
-    firm, place, k = (rng.integers(0, len(pool), len(sel)) for pool in (_FIRMS, SUB_WORDS, range(3)))
+    firm, place, k = (
+        rng.integers(0, len(pool), len(sel)) for pool in (_FIRMS, SUB_WORDS, range(3))
+    )
     names[sel] = [f"{SUB_WORDS[p]}{_FIRMS[f]}{n + 1}#专变" for p, f, n in zip(place, firm, k)]
     pub_kva = np.where(
         indoor,
@@ -535,7 +842,9 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
     # Both PMS tables are cut from one draw, so the random stream does not depend on the split.
     for table, mask in (("T_SB_ZNYC_PDBYQ", indoor), ("T_SB_ZWYC_ZSBYQ", ~indoor)):
         cols = {c: v[mask] for c, v in tr_cols.items()}
-        pms[table] = _pms_rows(tr_kind[mask], tr_id[mask], {c: v[mask] for c, v in life.items()}, tr_org[mask], cols)
+        pms[table] = _pms_rows(
+            tr_kind[mask], tr_id[mask], {c: v[mask] for c, v in life.items()}, tr_org[mask], cols
+        )
 
     tr_in_mkt = np.isin(tr_kind, list(_IN_MKT))
     m = int(tr_in_mkt.sum())
@@ -544,11 +853,20 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
     flag = np.where(private, MKT_PRIVATE, MKT_PUBLIC).astype(object)
     tg_id = _ids("TG_ID", tr_in_mkt)
     g_tran = _mkt_rows(
-        tr_kind, link, life, tr_org,
-        {"EQUIP_ID": _ids("EQUIP_ID", tr_in_mkt), "TG_ID": tg_id, "TRAN_NAME": names, "PLATE_CAP": kva,
-         "FRSTSIDE_VOLT_CODE": np.full(n_tr, MKT_VOLT[10], dtype=object), "PUB_PRIV_FLAG": flag,
-         "FRST_RUN_DATE": _as_dates(tr_days)},
-    )  # fmt: skip
+        tr_kind,
+        link,
+        life,
+        tr_org,
+        {
+            "EQUIP_ID": _ids("EQUIP_ID", tr_in_mkt),
+            "TG_ID": tg_id,
+            "TRAN_NAME": names,
+            "PLATE_CAP": kva,
+            "FRSTSIDE_VOLT_CODE": np.full(n_tr, MKT_VOLT[10], dtype=object),
+            "PUB_PRIV_FLAG": flag,
+            "FRST_RUN_DATE": _as_dates(tr_days),
+        },
+    )
     mkt["G_TRAN"] = g_tran
     mkt["G_TG"] = {
         "TG_ID": tg_id[tr_in_mkt],
@@ -591,12 +909,18 @@ GHOST_UNIT = _guid("planted:ghost-unit")
 GHOST_LINE_ID = 9_299_999_999
 
 
-def _at(day: date, hh: int, mm: int = 0) -> datetime:
-    return datetime.combine(day, time(hh, mm))
+def _day(iso: str | None) -> date | None:
+    return None if iso is None else date.fromisoformat(iso)
+
+
+def _ts(iso: str) -> datetime:
+    """A naive local (Asia/Shanghai wall-clock) timestamp, as both systems store them."""
+    return datetime.fromisoformat(iso)
 
 
 class _Planter:
-    """Builds planted rows and their manifest lines; each method adds one record."""
+    """Builds planted rows and their manifest lines. Dates are ISO strings to keep cases short;
+    a PMS record's DJSJ defaults to 10:00 the day after TYRQ (on time)."""
 
     def __init__(self) -> None:
         self.pms: dict[str, list[dict]] = {}
@@ -611,256 +935,301 @@ class _Planter:
     def _add(self, side: dict, table: str, row: dict) -> None:
         side.setdefault(table, []).append(row)
 
-    # -- PMS -----------------------------------------------------------------------------------
-    def _pms_common(self, key: str, tyrq: date | None, djsj: datetime | None, over: dict) -> dict:
-        if djsj is None:
-            djsj = _at(tyrq + timedelta(days=1), 10, 0)
+    # -- PMS: each returns the OBJ_ID -----------------------------------------------------------
+    def _pms(self, table: str, key: str, tyrq: str | None, djsj: str | None, row: dict) -> str:
+        registered = (
+            _ts(djsj) if djsj else datetime.combine(_day(tyrq) + timedelta(days=1), time(10))
+        )
         row = {
             "OBJ_ID": _guid(f"planted:{key}"),
+            "DYDJ": PMS_VOLT[10],
             "YWDW": _unit(COUNTY_A),
             "YXZT": "20",
-            "TYRQ": tyrq,
-            "DJSJ": djsj,
-            "GXSJ": djsj,
+            "TYRQ": _day(tyrq),
+            "DJSJ": registered,
+            "GXSJ": registered,
             "FBZT": PUBLISHED,
-        }
-        row.update(over)
-        return row
-
-    def pms_sub(self, key: str, name: str, kv: int, zbrl: float, tyrq: date, **over) -> str:
-        row = self._pms_common(key, tyrq, over.pop("DJSJ", None), over)
-        row |= {"BDZMC": name, "DYDJ": PMS_VOLT[kv], "ZBRL": zbrl}
-        self._add(self.pms, "T_SB_ZNYC_DZ", row)
+        } | row
+        self._add(self.pms, table, row)
         return row["OBJ_ID"]
 
-    def pms_line(self, key: str, name: str | None, qsdz: str, tyrq: date | None, **over) -> str:
-        row = {"XLMC": name, "DYDJ": PMS_VOLT[10], "QSDZ": qsdz}
-        row = self._pms_common(key, tyrq, over.pop("DJSJ", None), row | over)
-        self._add(self.pms, "T_SB_ZWYC_XL", row)
-        return row["OBJ_ID"]
+    def substation(self, key: str, name: str, kv: int, kva: float, tyrq: str) -> str:
+        row = {"BDZMC": name, "DYDJ": PMS_VOLT[kv], "ZBRL": kva}
+        return self._pms("T_SB_ZNYC_DZ", key, tyrq, None, row)
 
-    def pms_tr(
-        self, key: str, name: str | None, ssdkx: str | None, tyrq: date | None, kva: float = 200,
-        *, indoor: bool, **over,
-    ) -> str:  # fmt: skip
-        row = {"SBMC": name, "DYDJ": PMS_VOLT[10], "EDRL": kva, "SSDKX": ssdkx, "SYXZ": PUBLIC}
-        row = self._pms_common(key, tyrq, over.pop("DJSJ", None), row | over)
-        self._add(self.pms, "T_SB_ZNYC_PDBYQ" if indoor else "T_SB_ZWYC_ZSBYQ", row)
-        return row["OBJ_ID"]
+    def line(
+        self, key: str, name: str, qsdz: str, tyrq: str | None, djsj: str | None = None, **over
+    ) -> str:
+        return self._pms("T_SB_ZWYC_XL", key, tyrq, djsj, {"XLMC": name, "QSDZ": qsdz} | over)
 
-    # -- marketing -----------------------------------------------------------------------------
-    def _mkt_common(self, pms_id: str | None, created: datetime, over: dict) -> dict:
+    def _transformer(
+        self,
+        table: str,
+        key: str,
+        name: str | None,
+        ssdkx: str | None,
+        tyrq: str | None,
+        kva: float,
+        djsj: str | None = None,
+        **over,
+    ) -> str:
+        row = {"SBMC": name, "EDRL": kva, "SSDKX": ssdkx, "SYXZ": PUBLIC} | over
+        return self._pms(table, key, tyrq, djsj, row)
+
+    def indoor(self, *args, **over) -> str:
+        """Indoor transformer (配电室, T_SB_ZNYC_PDBYQ): key, name, SSDKX, TYRQ, kVA[, DJSJ]."""
+        return self._transformer("T_SB_ZNYC_PDBYQ", *args, **over)
+
+    def pole(self, *args, **over) -> str:
+        """Pole-mounted transformer (柱上, T_SB_ZWYC_ZSBYQ): key, name, SSDKX, TYRQ, kVA[, DJSJ]."""
+        return self._transformer("T_SB_ZWYC_ZSBYQ", *args, **over)
+
+    # -- marketing: each returns the marketing id -----------------------------------------------
+    def _mkt(
+        self,
+        table: str,
+        id_key: str,
+        no_key: str | None,
+        pms_id: str | None,
+        created: str,
+        row: dict,
+    ) -> int:
+        new_id = self._next(id_key)
+        number = {no_key: f"{COUNTY_A}9{new_id % 1_000_000:06d}"} if no_key else {}
         row = {
+            id_key: new_id,
+            **number,
             "ORG_NO": COUNTY_A,
             "RUN_STATUS_CODE": "01",
             "PMS_EQUIP_ID": pms_id,
-            "CREATE_DATE": created,
-            "CHG_DATE": created,
+            "CREATE_DATE": _ts(created),
+            "CHG_DATE": _ts(created),
+        } | row
+        self._add(self.mkt, table, row)
+        return new_id
+
+    def g_subs(self, pms_id: str, name: str, kv: int, kva: float, created: str) -> int:
+        row = {"SUBS_NAME": name, "VOLT_CODE": MKT_VOLT[kv], "MT_CAP": kva}
+        return self._mkt("G_SUBS", "SUBS_ID", "SUBS_NO", pms_id, created, row)
+
+    def g_line(self, pms_id: str, name: str, subs_id: int, created: str) -> int:
+        row = {"LINE_NAME": name, "VOLT_CODE": MKT_VOLT[10]}
+        line_id = self._mkt("G_LINE", "LINE_ID", "LINE_NO", pms_id, created, row)
+        rela = {"RELA_ID": self._next("RELA_ID"), "SUBS_ID": subs_id, "LINE_ID": line_id}
+        self._add(self.mkt, "G_SUBS_LINE_RELA", rela)
+        return line_id
+
+    def g_tran(
+        self,
+        pms_id: str | None,
+        name: str,
+        line_id: int,
+        frst_run: str,
+        created: str,
+        kva: float,
+        **over,
+    ) -> int:
+        """A public transformer with its own 台区, hanging under marketing line ``line_id``."""
+        tg_id = self._next("TG_ID")
+        row = {
+            "TG_ID": tg_id,
+            "TRAN_NAME": name,
+            "PLATE_CAP": kva,
+            "FRSTSIDE_VOLT_CODE": MKT_VOLT[10],
+            "PUB_PRIV_FLAG": MKT_PUBLIC,
+            "FRST_RUN_DATE": _day(frst_run),
+        } | over
+        equip_id = self._mkt("G_TRAN", "EQUIP_ID", None, pms_id, created, row)
+        tran = self.mkt["G_TRAN"][-1]
+        tg = {
+            "TG_ID": tg_id,
+            "TG_NO": f"{COUNTY_A}9{tg_id % 1_000_000:06d}",
+            "TG_NAME": _tg_name(name.strip()),
+            "ORG_NO": tran["ORG_NO"],
+            "PUB_PRIV_FLAG": MKT_PUBLIC,
+            "RUN_STATUS_CODE": tran["RUN_STATUS_CODE"],
         }
-        row.update(over)
-        return row
+        self._add(self.mkt, "G_TG", tg)
+        rela = {"LINE_TQ_ID": self._next("LINE_TQ_ID"), "LINE_ID": line_id, "TG_ID": tg_id}
+        self._add(self.mkt, "G_LINE_TG_RELA", rela)
+        return equip_id
 
-    def mkt_sub(self, pms_id: str, name: str, kv: int, cap: float, created: datetime) -> int:
-        sid = self._next("SUBS_ID")
-        row = {"SUBS_ID": sid, "SUBS_NO": f"{COUNTY_A}9{sid % 10000:04d}", "SUBS_NAME": name,
-               "VOLT_CODE": MKT_VOLT[kv], "MT_CAP": cap}  # fmt: skip
-        self._add(self.mkt, "G_SUBS", self._mkt_common(pms_id, created, row))
-        return sid
+    # -- manifest -------------------------------------------------------------------------------
+    def expect(self, rule: str, asset: str, case: str, pms_id="", mkt_id="", field="") -> None:
+        """An expected finding (ids as SPEC §6 "Ids on a finding" puts them on it)."""
+        self._manifest("finding", rule, asset, case, pms_id, mkt_id, field)
 
-    def mkt_line(self, pms_id: str, name: str, subs_id: int, created: datetime) -> int:
-        lid = self._next("LINE_ID")
-        row = {"LINE_ID": lid, "LINE_NO": f"{COUNTY_A}9{lid % 10000:04d}", "LINE_NAME": name,
-               "VOLT_CODE": MKT_VOLT[10]}  # fmt: skip
-        self._add(self.mkt, "G_LINE", self._mkt_common(pms_id, created, row))
-        self._add(self.mkt, "G_SUBS_LINE_RELA", {"RELA_ID": self._next("RELA_ID"), "SUBS_ID": subs_id, "LINE_ID": lid})
-        return lid
+    def expect_none(self, rule: str, asset: str, case: str, pms_id="", mkt_id="", field="") -> None:
+        """A rule that must not fire for this record (field empty = on no field)."""
+        self._manifest("none", rule, asset, case, pms_id, mkt_id, field)
 
-    def mkt_tr(
-        self, pms_id: str | None, name: str, line_id: int, frst_run: date, created: datetime,
-        kva: float = 200, **over,
-    ) -> int:  # fmt: skip
-        """A public transformer with its own 台区 hanging under marketing line ``line_id``."""
-        tg, eid = self._next("TG_ID"), self._next("EQUIP_ID")
-        row = {"EQUIP_ID": eid, "TG_ID": tg, "TRAN_NAME": name, "PLATE_CAP": kva,
-               "FRSTSIDE_VOLT_CODE": MKT_VOLT[10], "PUB_PRIV_FLAG": MKT_PUBLIC, "FRST_RUN_DATE": frst_run}  # fmt: skip
-        row = self._mkt_common(pms_id, created, row | over)
-        self._add(self.mkt, "G_TRAN", row)
-        self._add(
-            self.mkt,
-            "G_TG",
-            {"TG_ID": tg, "TG_NO": f"{COUNTY_A}9{tg % 1000000:06d}", "TG_NAME": _tg_name(name.strip()),
-             "ORG_NO": row["ORG_NO"], "PUB_PRIV_FLAG": MKT_PUBLIC, "RUN_STATUS_CODE": row["RUN_STATUS_CODE"]},
-        )  # fmt: skip
-        self._add(self.mkt, "G_LINE_TG_RELA", {"LINE_TQ_ID": self._next("LINE_TQ_ID"), "LINE_ID": line_id, "TG_ID": tg})
-        return eid
-
-    # -- manifest ------------------------------------------------------------------------------
-    def expect(self, rule: str, asset_type: str, case: str, pms_id: str = "", mkt_id: int | str = "",
-               field: str = "") -> None:  # fmt: skip
-        self._manifest("finding", rule, asset_type, case, pms_id, mkt_id, field)
-
-    def expect_none(self, rule: str, asset_type: str, case: str, pms_id: str = "", mkt_id: int | str = "",
-                    field: str = "") -> None:  # fmt: skip
-        self._manifest("none", rule, asset_type, case, pms_id, mkt_id, field)
-
-    def _manifest(self, expect: str, rule: str, asset_type: str, case: str, pms_id: str, mkt_id, field: str) -> None:
-        self.manifest.append(
-            {"expect": expect, "rule_id": rule, "asset_type": asset_type, "pms_id": pms_id or "",
-             "marketing_id": str(mkt_id) if mkt_id != "" else "", "field": field, "case": case}
-        )  # fmt: skip
+    def _manifest(self, expect, rule, asset, case, pms_id, mkt_id, field) -> None:
+        row = {
+            "expect": expect,
+            "rule_id": rule,
+            "asset_type": asset,
+            "pms_id": pms_id,
+            "marketing_id": str(mkt_id),
+            "field": field,
+            "case": case,
+        }
+        self.manifest.append(row)
 
 
 def _planted() -> _Planter:
-    """Every planted case. sample_data/README.md documents this function line by line."""
+    """Every planted case; sample_data/README.md documents each one. All live in COUNTY_A."""
     p = _Planter()
-    d = date
+    TR, LINE, SUB = "transformer", "line", "substation"
+    # The cases read as a table, one line per record: keep the formatter from wrapping them.
+    # fmt: off
 
-    # -- clean anchors: two substations and three feeders every planted asset hangs under ------
-    s1 = p.pms_sub("anchor:sub:chengdong", "110kV城东变电站", 110, 100000, d(2024, 5, 20))
-    s1m = p.mkt_sub(s1, "110kV城东变电站", 110, 100000, _at(d(2024, 5, 22), 15, 40))
-    s2 = p.pms_sub("anchor:sub:wangzhuang", "35kV王庄变电站", 35, 20000, d(2024, 8, 12))
-    s2m = p.mkt_sub(s2, "35kV王庄变电站", 35, 20000, _at(d(2024, 8, 13), 9, 15))
-    l1 = p.pms_line("anchor:line:chengdong1", "10kV城东Ⅰ线", s1, d(2024, 6, 3))
-    l1m = p.mkt_line(l1, "10kV城东Ⅰ线", s1m, _at(d(2024, 6, 5), 11, 0))
-    l2 = p.pms_line("anchor:line:chengdong2", "10kV城东Ⅱ线", s1, d(2024, 6, 3))
-    l2m = p.mkt_line(l2, "10kV城东Ⅱ线", s1m, _at(d(2024, 6, 5), 11, 20))
-    l3 = p.pms_line("anchor:line:wangzhuang", "10kV王庄线", s2, d(2024, 9, 2))
-    l3m = p.mkt_line(l3, "10kV王庄线", s2m, _at(d(2024, 9, 4), 16, 5))
+    # Clean anchors: two substations and three feeders the planted assets hang under.
+    s1 = p.substation("anchor:sub:chengdong", "110kV城东变电站", 110, 100000, "2024-05-20")
+    s1m = p.g_subs(s1, "110kV城东变电站", 110, 100000, "2024-05-22 15:40")
+    s2 = p.substation("anchor:sub:wangzhuang", "35kV王庄变电站", 35, 20000, "2024-08-12")
+    s2m = p.g_subs(s2, "35kV王庄变电站", 35, 20000, "2024-08-13 09:15")
+    l1 = p.line("anchor:line:chengdong1", "10kV城东Ⅰ线", s1, "2024-06-03")
+    l1m = p.g_line(l1, "10kV城东Ⅰ线", s1m, "2024-06-05 11:00")
+    l2 = p.line("anchor:line:chengdong2", "10kV城东Ⅱ线", s1, "2024-06-03")
+    l2m = p.g_line(l2, "10kV城东Ⅱ线", s1m, "2024-06-05 11:20")
+    l3 = p.line("anchor:line:wangzhuang", "10kV王庄线", s2, "2024-09-02")
+    l3m = p.g_line(l3, "10kV王庄线", s2m, "2024-09-04 16:05")
 
-    # -- ARCHIVE_OVERDUE / ARCHIVE_PENDING -------------------------------------------------------
-    t = p.pms_tr("overdue:transformer", "王庄村1号公变", l3, d(2026, 11, 5), DJSJ=_at(d(2026, 11, 5), 16, 20), indoor=False)
-    p.expect("ARCHIVE_OVERDUE", "transformer", "in service since Thu 2026-11-05, deadline 2026-11-12, not in marketing", t)
-    t = p.pms_line("overdue:line", "10kV科创线", s1, d(2026, 9, 29), DJSJ=_at(d(2026, 9, 30), 9, 10))
-    p.expect("ARCHIVE_OVERDUE", "line", "in service since Tue 2026-09-29, deadline 2026-10-12 (National Day), not in marketing", t)
-    t = p.pms_tr("pending:transformer", "王庄村2号公变", l3, d(2026, 11, 17), DJSJ=_at(d(2026, 11, 18), 10, 5), indoor=False)
-    p.expect("ARCHIVE_PENDING", "transformer", "in service since Tue 2026-11-17, deadline 2026-11-24: 2 working days left", t)
-    t = p.pms_tr("pending:deadline-today", "王庄村3号公变", l3, d(2026, 11, 13), DJSJ=_at(d(2026, 11, 16), 9, 0), indoor=False)
-    p.expect("ARCHIVE_PENDING", "transformer", "in service since Fri 2026-11-13, deadline 2026-11-20 = as_of: 0 working days left", t)
-    p.expect_none("ARCHIVE_OVERDUE", "transformer", "deadline day = as_of is not overdue yet", t)
+    # ARCHIVE_OVERDUE / ARCHIVE_PENDING: in service in PMS, nothing in marketing.
+    t = p.pole("overdue:transformer", "王庄村1号公变", l3, "2026-11-05", 200, "2026-11-05 16:20")
+    p.expect("ARCHIVE_OVERDUE", TR, "commissioned Thu 2026-11-05, deadline 2026-11-12, not in marketing", t)
+    t = p.line("overdue:line", "10kV科创线", s1, "2026-09-29", "2026-09-30 09:10")
+    p.expect("ARCHIVE_OVERDUE", LINE, "commissioned Tue 2026-09-29, deadline 2026-10-12 (National Day), not in marketing", t)
+    t = p.pole("pending:transformer", "王庄村2号公变", l3, "2026-11-17", 200, "2026-11-18 10:05")
+    p.expect("ARCHIVE_PENDING", TR, "commissioned Tue 2026-11-17, deadline 2026-11-24: 2 working days left", t)
+    t = p.pole("pending:deadline-today", "王庄村3号公变", l3, "2026-11-13", 200, "2026-11-16 09:00")
+    p.expect("ARCHIVE_PENDING", TR, "commissioned Fri 2026-11-13, deadline 2026-11-20 = as_of: 0 working days left", t)
+    p.expect_none("ARCHIVE_OVERDUE", TR, "deadline day = as_of is not overdue yet", t)
 
-    # -- ARCHIVE_LATE and the on-time calendar cases --------------------------------------------
-    t = p.pms_tr("late:marketing", "明湖小区1#公变", l1, d(2026, 9, 29), 400, DJSJ=_at(d(2026, 9, 30), 11, 0), indoor=True)
-    m = p.mkt_tr(t, "明湖小区1#公变", l1m, d(2026, 9, 29), _at(d(2026, 10, 13), 9, 0), 400)
-    p.expect("ARCHIVE_LATE", "transformer", "commissioned 2026-09-29, deadline 2026-10-12, marketing created 2026-10-13 09:00", t, m, "marketing")
-    t = p.pms_tr("late:saturday", "明湖小区4#公变", l1, d(2026, 11, 7), 400, DJSJ=_at(d(2026, 11, 9), 9, 30), indoor=True)
-    m = p.mkt_tr(t, "明湖小区4#公变", l1m, d(2026, 11, 7), _at(d(2026, 11, 16), 10, 0), 400)
-    p.expect("ARCHIVE_LATE", "transformer", "commissioned Sat 2026-11-07, deadline Fri 2026-11-13, marketing created Mon 2026-11-16 (find_workday(5) would say 11-16)", t, m, "marketing")
-    t = p.pms_line("late:pms", "10kV春晖线", s2, d(2026, 2, 13), DJSJ=_at(d(2026, 2, 28), 9, 30))
-    m = p.mkt_line(t, "10kV春晖线", s2m, _at(d(2026, 2, 27), 16, 30))
-    p.expect("ARCHIVE_LATE", "line", "commissioned Fri 2026-02-13, deadline 2026-02-27 (Spring Festival; Sat 02-14 is a make-up day), PMS DJSJ Sat 2026-02-28 09:30", t, field="pms")
-    t = p.pms_tr("ontime:deadline-night", "明湖小区2#公变", l1, d(2026, 9, 29), 400, DJSJ=_at(d(2026, 10, 12), 23, 30), indoor=True)
-    m = p.mkt_tr(t, "明湖小区2#公变", l1m, d(2026, 9, 29), _at(d(2026, 10, 12), 23, 30), 400)
-    p.expect_none("ARCHIVE_LATE", "transformer", "commissioned 2026-09-29, DJSJ and CREATE_DATE 2026-10-12 23:30 local = deadline day", t, m)
-    t = p.pms_tr("ontime:saturday", "明湖小区3#公变", l1, d(2026, 11, 7), 400, DJSJ=_at(d(2026, 11, 13), 10, 0), indoor=True)
-    m = p.mkt_tr(t, "明湖小区3#公变", l1m, d(2026, 11, 7), _at(d(2026, 11, 13), 17, 45), 400)
-    p.expect_none("ARCHIVE_LATE", "transformer", "commissioned Sat 2026-11-07, archived Fri 2026-11-13 = deadline day", t, m)
-    t = p.pms_tr("ontime:spring-festival", "春晖花园1#公变", l2, d(2026, 2, 13), 630, DJSJ=_at(d(2026, 2, 27), 10, 0), indoor=True)
-    m = p.mkt_tr(t, "春晖花园1#公变", l2m, d(2026, 2, 13), _at(d(2026, 2, 27), 15, 0), 630)
-    p.expect_none("ARCHIVE_LATE", "transformer", "commissioned Fri 2026-02-13, archived 2026-02-27 = deadline day (Spring Festival)", t, m)
+    # ARCHIVE_LATE, and the calendar cases that are on time.
+    t = p.indoor("late:marketing", "明湖小区1#公变", l1, "2026-09-29", 400, "2026-09-30 11:00")
+    m = p.g_tran(t, "明湖小区1#公变", l1m, "2026-09-29", "2026-10-13 09:00", 400)
+    p.expect("ARCHIVE_LATE", TR, "commissioned 2026-09-29, deadline 2026-10-12, marketing created 2026-10-13 09:00", t, m, "marketing")
+    t = p.indoor("late:saturday", "明湖小区4#公变", l1, "2026-11-07", 400, "2026-11-09 09:30")
+    m = p.g_tran(t, "明湖小区4#公变", l1m, "2026-11-07", "2026-11-16 10:00", 400)
+    p.expect("ARCHIVE_LATE", TR, "commissioned Sat 2026-11-07, deadline Fri 2026-11-13, marketing created Mon 2026-11-16 (find_workday(5) would say 11-16)", t, m, "marketing")
+    t = p.line("late:pms", "10kV春晖线", s2, "2026-02-13", "2026-02-28 09:30")
+    p.g_line(t, "10kV春晖线", s2m, "2026-02-27 16:30")
+    p.expect("ARCHIVE_LATE", LINE, "commissioned Fri 2026-02-13, deadline 2026-02-27 (Spring Festival; Sat 02-14 is a make-up day), PMS DJSJ Sat 2026-02-28 09:30", t, field="pms")
+    t = p.indoor("ontime:deadline-night", "明湖小区2#公变", l1, "2026-09-29", 400, "2026-10-12 23:30")
+    m = p.g_tran(t, "明湖小区2#公变", l1m, "2026-09-29", "2026-10-12 23:30", 400)
+    p.expect_none("ARCHIVE_LATE", TR, "commissioned 2026-09-29, DJSJ and CREATE_DATE 2026-10-12 23:30 local = deadline day", t, m)
+    t = p.indoor("ontime:saturday", "明湖小区3#公变", l1, "2026-11-07", 400, "2026-11-13 10:00")
+    m = p.g_tran(t, "明湖小区3#公变", l1m, "2026-11-07", "2026-11-13 17:45", 400)
+    p.expect_none("ARCHIVE_LATE", TR, "commissioned Sat 2026-11-07, archived Fri 2026-11-13 = deadline day", t, m)
+    t = p.indoor("ontime:spring-festival", "春晖花园1#公变", l2, "2026-02-13", 630, "2026-02-27 10:00")
+    m = p.g_tran(t, "春晖花园1#公变", l2m, "2026-02-13", "2026-02-27 15:00", 630)
+    p.expect_none("ARCHIVE_LATE", TR, "commissioned Fri 2026-02-13, archived 2026-02-27 = deadline day (Spring Festival)", t, m)
 
-    # -- out of scope or not in service: nothing to archive -------------------------------------
-    t = p.pms_tr("none:retired", "周庄村1号公变", l3, d(2024, 3, 15), 100, YXZT="30", DJSJ=_at(d(2024, 3, 16), 9, 0), indoor=False)
-    p.expect_none("ARCHIVE_OVERDUE", "transformer", "retired (YXZT 30), never in marketing", t)
-    t = p.pms_tr("none:private", "鲁丰机械厂1#专变", l3, d(2026, 5, 12), 500, SYXZ=PRIVATE_PMS, indoor=True)
-    p.expect_none("ARCHIVE_OVERDUE", "transformer", "private transformer (SYXZ 04), only in PMS: out of scope", t)
-    t = p.pms_tr("none:unpublished", "周庄村2号公变", l3, d(2026, 10, 20), 200, FBZT=UNPUBLISHED, indoor=False)
-    p.expect_none("ARCHIVE_OVERDUE", "transformer", "unpublished (FBZT 未发布), not in marketing: out of scope", t)
-    t = p.pms_line("none:not-commissioned", "10kV新港线", s2, None, YXZT="10", DJSJ=_at(d(2026, 10, 28), 14, 0))
-    p.expect_none("ARCHIVE_OVERDUE", "line", "not commissioned (YXZT 10), no TYRQ, not in marketing", t)
-    p.expect_none("INVALID_VALUE", "line", "null TYRQ is valid on a record not in service", t, field="commissioned_on")
+    # Out of scope, or not in service: nothing to archive.
+    t = p.pole("none:retired", "周庄村1号公变", l3, "2024-03-15", 100, "2024-03-16 09:00", YXZT="30")
+    p.expect_none("ARCHIVE_OVERDUE", TR, "retired (YXZT 30), never in marketing", t)
+    t = p.indoor("none:private", "鲁丰机械厂1#专变", l3, "2026-05-12", 500, SYXZ=PRIVATE_PMS)
+    p.expect_none("ARCHIVE_OVERDUE", TR, "private transformer (SYXZ 04), only in PMS: out of scope", t)
+    t = p.pole("none:unpublished", "周庄村2号公变", l3, "2026-10-20", 200, FBZT=UNPUBLISHED)
+    p.expect_none("ARCHIVE_OVERDUE", TR, "unpublished (FBZT 未发布), not in marketing: out of scope", t)
+    t = p.line("none:not-commissioned", "10kV新港线", s2, None, "2026-10-28 14:00", YXZT="10")
+    p.expect_none("ARCHIVE_OVERDUE", LINE, "not commissioned (YXZT 10), no TYRQ, not in marketing", t)
+    p.expect_none("INVALID_VALUE", LINE, "null TYRQ is valid on a record not in service", t, field="commissioned_on")
 
-    # -- MISSING_IN_PMS / UNLINKED ----------------------------------------------------------
-    m = p.mkt_tr(GHOST_TRANSFORMER, "李家庄村1号公变", l3m, d(2026, 6, 10), _at(d(2026, 6, 11), 10, 0))
-    p.expect("MISSING_IN_PMS", "transformer", "PMS_EQUIP_ID is a GUID no PMS row has", GHOST_TRANSFORMER, m)
-    t = p.pms_tr("missing:unpublished", "李家庄村2号公变", l3, d(2026, 7, 8), FBZT=UNPUBLISHED, indoor=False)
-    m = p.mkt_tr(t, "李家庄村2号公变", l3m, d(2026, 7, 8), _at(d(2026, 7, 9), 10, 0))
-    p.expect("MISSING_IN_PMS", "transformer", "linked PMS transformer is unpublished (FBZT 未发布), so out of scope", t, m)
-    t = p.pms_tr("unlinked:null", "张庄村1号公变", l3, d(2026, 8, 18), DJSJ=_at(d(2026, 8, 18), 17, 0), indoor=False)
-    m = p.mkt_tr(None, "张庄村1号公变", l3m, d(2026, 8, 18), _at(d(2026, 8, 20), 9, 30))
-    p.expect("UNLINKED", "transformer", "PMS_EQUIP_ID null; candidate: the PMS twin of the same name, org and voltage", mkt_id=m)
-    p.expect("ARCHIVE_OVERDUE", "transformer", "the UNLINKED record's PMS twin: commissioned 2026-08-18, deadline 2026-08-25, no linked record", t)
-    t = p.pms_tr("unlinked:blank-twin", "张庄村2号公变", l3, d(2026, 8, 4), indoor=False)
-    p.mkt_tr(t, "张庄村2号公变", l3m, d(2026, 8, 4), _at(d(2026, 8, 6), 10, 0))
-    m = p.mkt_tr("   ", "张庄村2号公变", l3m, d(2026, 8, 4), _at(d(2026, 8, 7), 15, 0))
-    p.expect("UNLINKED", "transformer", "PMS_EQUIP_ID '   ' (whitespace only); its PMS twin is linked to another record", mkt_id=m)
+    # MISSING_IN_PMS / UNLINKED.
+    m = p.g_tran(GHOST_TRANSFORMER, "李家庄村1号公变", l3m, "2026-06-10", "2026-06-11 10:00", 200)
+    p.expect("MISSING_IN_PMS", TR, "PMS_EQUIP_ID is a GUID no PMS row has", GHOST_TRANSFORMER, m)
+    t = p.pole("missing:unpublished", "李家庄村2号公变", l3, "2026-07-08", 200, FBZT=UNPUBLISHED)
+    m = p.g_tran(t, "李家庄村2号公变", l3m, "2026-07-08", "2026-07-09 10:00", 200)
+    p.expect("MISSING_IN_PMS", TR, "linked PMS transformer is unpublished (FBZT 未发布), so out of scope", t, m)
+    t = p.pole("unlinked:null", "张庄村1号公变", l3, "2026-08-18", 200, "2026-08-18 17:00")
+    m = p.g_tran(None, "张庄村1号公变", l3m, "2026-08-18", "2026-08-20 09:30", 200)
+    p.expect("UNLINKED", TR, "PMS_EQUIP_ID null; candidate: the PMS twin of the same name, org and voltage", mkt_id=m)
+    p.expect("ARCHIVE_OVERDUE", TR, "the UNLINKED record's PMS twin: commissioned 2026-08-18, deadline 2026-08-25, no linked record", t)
+    t = p.pole("unlinked:blank-twin", "张庄村2号公变", l3, "2026-08-04", 200)
+    p.g_tran(t, "张庄村2号公变", l3m, "2026-08-04", "2026-08-06 10:00", 200)
+    m = p.g_tran("   ", "张庄村2号公变", l3m, "2026-08-04", "2026-08-07 15:00", 200)
+    p.expect("UNLINKED", TR, "PMS_EQUIP_ID '   ' (whitespace only); its PMS twin is linked to another record", mkt_id=m)
 
-    # -- ATTR_MISMATCH: one linked pair per field ------------------------------------------------
-    t = p.pms_tr("mismatch:name", "城东小区1#公变", l1, d(2025, 6, 9), 400, indoor=True)
-    m = p.mkt_tr(t, "城东小区2#公变", l1m, d(2025, 6, 9), _at(d(2025, 6, 11), 10, 0), 400)
-    p.expect("ATTR_MISMATCH", "transformer", "name 城东小区1#公变 (PMS) vs 城东小区2#公变 (marketing)", t, m, "name")
-    t = p.pms_tr("mismatch:name-normalised", "城东小区3号公变", l1, d(2025, 6, 9), 400, indoor=True)
-    m = p.mkt_tr(t, "城东小区３#公变 ", l1m, d(2025, 6, 9), _at(d(2025, 6, 11), 10, 30), 400)
-    p.expect_none("ATTR_MISMATCH", "transformer", "name 城东小区3号公变 vs 城东小区３#公变 + space: equal once normalised", t, m, "name")
-    t = p.pms_tr("mismatch:voltage", "锦绣花园1#公变", l2, d(2025, 7, 14), 500, indoor=True)
-    m = p.mkt_tr(t, "锦绣花园1#公变", l2m, d(2025, 7, 14), _at(d(2025, 7, 15), 10, 0), 500, FRSTSIDE_VOLT_CODE=MKT_VOLT[20])
-    p.expect("ATTR_MISMATCH", "transformer", "voltage PMS DYDJ 22 (10kV) vs marketing AC00201 (20kV)", t, m, "voltage_kv")
-    t = p.pms_tr("mismatch:capacity", "锦绣花园2#公变", l2, d(2025, 7, 14), 400, indoor=True)
-    m = p.mkt_tr(t, "锦绣花园2#公变", l2m, d(2025, 7, 14), _at(d(2025, 7, 15), 10, 20), 315)
-    p.expect("ATTR_MISMATCH", "transformer", "capacity PMS 400 kVA vs marketing 315 kVA", t, m, "capacity_kva")
-    t = p.pms_tr("mismatch:org", "锦绣花园3#公变", l2, d(2025, 7, 14), 630, indoor=True)
-    m = p.mkt_tr(t, "锦绣花园3#公变", l2m, d(2025, 7, 14), _at(d(2025, 7, 15), 10, 40), 630, ORG_NO=COUNTY_B)
-    p.expect("ATTR_MISMATCH", "transformer", f"org PMS unit of {COUNTY_A} vs marketing ORG_NO {COUNTY_B}", t, m, "org_code")
-    t = p.pms_tr("mismatch:status", "锦绣花园4#公变", l2, d(2025, 7, 14), 630, indoor=True)
-    m = p.mkt_tr(t, "锦绣花园4#公变", l2m, d(2025, 7, 14), _at(d(2025, 7, 15), 11, 0), 630, RUN_STATUS_CODE="00")
-    p.expect("ATTR_MISMATCH", "transformer", "status PMS 20 (in service) vs marketing 00 (stopped)", t, m, "status")
-    t = p.pms_tr("mismatch:parent", "锦绣花园5#公变", l1, d(2025, 7, 14), 630, indoor=True)
-    m = p.mkt_tr(t, "锦绣花园5#公变", l2m, d(2025, 7, 14), _at(d(2025, 7, 15), 11, 20), 630)
-    p.expect("ATTR_MISMATCH", "transformer", "parent PMS SSDKX 10kV城东Ⅰ线 vs marketing 台区 under 10kV城东Ⅱ线", t, m, "parent")
-    t = p.pms_sub("mismatch:substation-capacity", "110kV高新变电站", 110, 100000, d(2025, 3, 18))
-    m = p.mkt_sub(t, "110kV高新变电站", 110, 80000, _at(d(2025, 3, 19), 14, 0))
-    p.expect("ATTR_MISMATCH", "substation", "capacity PMS ZBRL 2×50000 kVA vs marketing MT_CAP 2×40000 kVA", t, m, "capacity_kva")
-    t = p.pms_line("mismatch:line-parent", "10kV开元线", s1, d(2025, 4, 15))
-    m = p.mkt_line(t, "10kV开元线", s2m, _at(d(2025, 4, 16), 10, 0))
-    p.expect("ATTR_MISMATCH", "line", "parent PMS QSDZ 110kV城东变电站 vs marketing G_SUBS_LINE_RELA 35kV王庄变电站", t, m, "parent")
+    # ATTR_MISMATCH: one linked pair per field.
+    t = p.indoor("mismatch:name", "城东小区1#公变", l1, "2025-06-09", 400)
+    m = p.g_tran(t, "城东小区2#公变", l1m, "2025-06-09", "2025-06-11 10:00", 400)
+    p.expect("ATTR_MISMATCH", TR, "name 城东小区1#公变 (PMS) vs 城东小区2#公变 (marketing)", t, m, "name")
+    t = p.indoor("mismatch:name-normalised", "城东小区3号公变", l1, "2025-06-09", 400)
+    m = p.g_tran(t, "城东小区３#公变 ", l1m, "2025-06-09", "2025-06-11 10:30", 400)
+    p.expect_none("ATTR_MISMATCH", TR, "name 城东小区3号公变 vs '城东小区３#公变 ': equal once normalised", t, m, "name")
+    t = p.indoor("mismatch:voltage", "锦绣花园1#公变", l2, "2025-07-14", 500)
+    m = p.g_tran(t, "锦绣花园1#公变", l2m, "2025-07-14", "2025-07-15 10:00", 500, FRSTSIDE_VOLT_CODE=MKT_VOLT[20])
+    p.expect("ATTR_MISMATCH", TR, "voltage PMS DYDJ 22 (10kV) vs marketing AC00201 (20kV)", t, m, "voltage_kv")
+    t = p.indoor("mismatch:capacity", "锦绣花园2#公变", l2, "2025-07-14", 400)
+    m = p.g_tran(t, "锦绣花园2#公变", l2m, "2025-07-14", "2025-07-15 10:20", 315)
+    p.expect("ATTR_MISMATCH", TR, "capacity PMS EDRL 400 kVA vs marketing PLATE_CAP 315 kVA", t, m, "capacity_kva")
+    t = p.indoor("mismatch:org", "锦绣花园3#公变", l2, "2025-07-14", 630)
+    m = p.g_tran(t, "锦绣花园3#公变", l2m, "2025-07-14", "2025-07-15 10:40", 630, ORG_NO=COUNTY_B)
+    p.expect("ATTR_MISMATCH", TR, f"org PMS unit of {COUNTY_A} vs marketing ORG_NO {COUNTY_B}", t, m, "org_code")
+    t = p.indoor("mismatch:status", "锦绣花园4#公变", l2, "2025-07-14", 630)
+    m = p.g_tran(t, "锦绣花园4#公变", l2m, "2025-07-14", "2025-07-15 11:00", 630, RUN_STATUS_CODE="00")
+    p.expect("ATTR_MISMATCH", TR, "status PMS 20 (in service) vs marketing 00 (stopped)", t, m, "status")
+    t = p.indoor("mismatch:parent", "锦绣花园5#公变", l1, "2025-07-14", 630)
+    m = p.g_tran(t, "锦绣花园5#公变", l2m, "2025-07-14", "2025-07-15 11:20", 630)
+    p.expect("ATTR_MISMATCH", TR, "parent PMS SSDKX 10kV城东Ⅰ线 vs marketing 台区 under 10kV城东Ⅱ线", t, m, "parent")
+    t = p.substation("mismatch:substation-capacity", "110kV高新变电站", 110, 100000, "2025-03-18")
+    m = p.g_subs(t, "110kV高新变电站", 110, 80000, "2025-03-19 14:00")
+    p.expect("ATTR_MISMATCH", SUB, "capacity PMS ZBRL 2×50000 kVA vs marketing MT_CAP 2×40000 kVA", t, m, "capacity_kva")
+    t = p.line("mismatch:line-parent", "10kV开元线", s1, "2025-04-15")
+    m = p.g_line(t, "10kV开元线", s2m, "2025-04-16 10:00")
+    p.expect("ATTR_MISMATCH", LINE, "parent PMS QSDZ 110kV城东变电站 vs marketing G_SUBS_LINE_RELA 35kV王庄变电站", t, m, "parent")
 
-    # -- DUPLICATE_LINK / DUPLICATE_ID -----------------------------------------------------------
-    t = p.pms_tr("duplicate-link", "东关社区1#公变", l1, d(2025, 9, 22), 500, indoor=True)
-    for created in (_at(d(2025, 9, 23), 10, 0), _at(d(2025, 9, 24), 15, 0)):
-        m = p.mkt_tr(t, "东关社区1#公变", l1m, d(2025, 9, 22), created, 500)
-        p.expect("DUPLICATE_LINK", "transformer", "two marketing transformers carry the same PMS_EQUIP_ID", t, m)
-    key = "duplicate-id"
-    t = p.pms_tr(key, "西关社区1#公变", l1, d(2025, 10, 9), 500, indoor=True)
-    p.pms_tr(key, "西关社区1#公变", l1, d(2025, 10, 9), 500, indoor=False)
-    m = p.mkt_tr(t, "西关社区1#公变", l1m, d(2025, 10, 9), _at(d(2025, 10, 10), 10, 0), 500)
-    p.expect("DUPLICATE_ID", "transformer", "OBJ_ID in both T_SB_ZNYC_PDBYQ and T_SB_ZWYC_ZSBYQ", t)
-    p.expect_none("MISSING_IN_PMS", "transformer", "marketing record pointing at a duplicated PMS id is linked", t, m)
+    # DUPLICATE_LINK / DUPLICATE_ID.
+    t = p.indoor("duplicate-link", "东关社区1#公变", l1, "2025-09-22", 500)
+    for created in ("2025-09-23 10:00", "2025-09-24 15:00"):
+        m = p.g_tran(t, "东关社区1#公变", l1m, "2025-09-22", created, 500)
+        p.expect("DUPLICATE_LINK", TR, "two marketing transformers carry the same PMS_EQUIP_ID", t, m)
+    t = p.indoor("duplicate-id", "西关社区1#公变", l1, "2025-10-09", 500)
+    p.pole("duplicate-id", "西关社区1#公变", l1, "2025-10-09", 500)
+    m = p.g_tran(t, "西关社区1#公变", l1m, "2025-10-09", "2025-10-10 10:00", 500)
+    p.expect("DUPLICATE_ID", TR, "OBJ_ID in both T_SB_ZNYC_PDBYQ and T_SB_ZWYC_ZSBYQ", t)
+    p.expect_none("MISSING_IN_PMS", TR, "marketing record pointing at a duplicated PMS id is linked", t, m)
 
-    # -- PARENT_MISSING --------------------------------------------------------------------------
-    t = p.pms_line("parent-missing:pms", "10kV鹊华线", GHOST_SUBSTATION, d(2025, 5, 20))
-    m = p.mkt_line(t, "10kV鹊华线", s1m, _at(d(2025, 5, 21), 10, 0))
-    p.expect("PARENT_MISSING", "line", "PMS QSDZ is a GUID no substation has", t, field="pms")
-    t = p.pms_tr("parent-missing:marketing", "南关社区1#公变", l1, d(2025, 11, 3), 400, indoor=True)
-    m = p.mkt_tr(t, "南关社区1#公变", GHOST_LINE_ID, d(2025, 11, 3), _at(d(2025, 11, 4), 10, 0), 400)
-    p.expect("PARENT_MISSING", "transformer", f"台区's G_LINE_TG_RELA points at LINE_ID {GHOST_LINE_ID}, not in G_LINE", t, m, "marketing")
+    # PARENT_MISSING.
+    t = p.line("parent-missing:pms", "10kV鹊华线", GHOST_SUBSTATION, "2025-05-20")
+    p.g_line(t, "10kV鹊华线", s1m, "2025-05-21 10:00")
+    p.expect("PARENT_MISSING", LINE, "PMS QSDZ is a GUID no substation has", t, field="pms")
+    t = p.indoor("parent-missing:marketing", "南关社区1#公变", l1, "2025-11-03", 400)
+    m = p.g_tran(t, "南关社区1#公变", GHOST_LINE_ID, "2025-11-03", "2025-11-04 10:00", 400)
+    p.expect("PARENT_MISSING", TR, f"台区's G_LINE_TG_RELA points at LINE_ID {GHOST_LINE_ID}, not in G_LINE", t, m, "marketing")
 
-    # -- INVALID_VALUE: each linked to a marketing record that agrees on everything else ------
-    cases = [
+    # INVALID_VALUE: each linked to a marketing record that agrees on everything else.
+    invalid = [
         ("invalid:voltage", "赵家村1号公变", {"DYDJ": "99"}, "voltage_kv", "PMS DYDJ '99' not in the code list"),
         ("invalid:status", "赵家村2号公变", {"YXZT": "99"}, "status", "PMS YXZT '99' not in the code list"),
         ("invalid:capacity", "赵家村3号公变", {"EDRL": 0}, "capacity_kva", "PMS EDRL 0"),
         ("invalid:name", None, {}, "name", "PMS SBMC null"),
         ("invalid:tyrq-null", "孙家村1号公变", {"TYRQ": None}, "commissioned_on", "in service, PMS TYRQ null"),
-        ("invalid:tyrq-future", "孙家村2号公变", {"TYRQ": d(2026, 12, 15)}, "commissioned_on", "in service, PMS TYRQ 2026-12-15 after as_of"),
+        ("invalid:tyrq-future", "孙家村2号公变", {"TYRQ": _day("2026-12-15")}, "commissioned_on", "in service, PMS TYRQ 2026-12-15 after as_of"),
         ("invalid:org", "孙家村3号公变", {"YWDW": GHOST_UNIT}, "org_code", "PMS YWDW not in ST_PMS_YX_DW"),
         ("invalid:parent", "孙家村4号公变", {"SSDKX": None}, "parent", "in service, PMS SSDKX null"),
     ]
-    for key, name, over, field, case in cases:
-        over = dict(over)
-        tyrq = over.pop("TYRQ", d(2026, 11, 2))
-        ssdkx = over.pop("SSDKX", l3)
-        t = p.pms_tr(key, name, ssdkx, tyrq, DJSJ=_at(d(2026, 11, 3), 10, 0), indoor=False, **over)
-        p.mkt_tr(t, name or "赵家村5号公变", l3m, d(2026, 11, 2), _at(d(2026, 11, 4), 10, 0))
-        p.expect("INVALID_VALUE", "transformer", case, t, field=field)
-    t = p.pms_tr("invalid:marketing-capacity", "赵家村4号公变", l3, d(2026, 11, 2), 100, DJSJ=_at(d(2026, 11, 3), 10, 0), indoor=False)
-    m = p.mkt_tr(t, "赵家村4号公变", l3m, d(2026, 11, 2), _at(d(2026, 11, 4), 10, 0), -100)
-    p.expect("INVALID_VALUE", "transformer", "marketing PLATE_CAP -100", t, m, "capacity_kva")
+    for key, name, over, field, case in invalid:
+        t = p.pole(key, name, l3, "2026-11-02", 200, "2026-11-03 10:00", **over)
+        p.g_tran(t, name or "赵家村5号公变", l3m, "2026-11-02", "2026-11-04 10:00", 200)
+        p.expect("INVALID_VALUE", TR, case, t, field=field)
+    t = p.pole("invalid:marketing-capacity", "赵家村4号公变", l3, "2026-11-02", 100, "2026-11-03 10:00")
+    m = p.g_tran(t, "赵家村4号公变", l3m, "2026-11-02", "2026-11-04 10:00", -100)
+    p.expect("INVALID_VALUE", TR, "marketing PLATE_CAP -100", t, m, "capacity_kva")
+    # fmt: on
     return p
+
+
+def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return df.sort_values(MANIFEST_COLUMNS, kind="stable", ignore_index=True)
 
 
 def planted_manifest() -> pd.DataFrame:
     """The manifest of planted cases, sorted; the same at every scale and seed."""
-    df = pd.DataFrame(_planted().manifest, columns=MANIFEST_COLUMNS)
-    return df.sort_values(MANIFEST_COLUMNS, kind="stable", ignore_index=True)
+    return _manifest_frame(_planted().manifest)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -885,7 +1254,10 @@ def _chunks(batch: Columns | list[dict], keys: list[str]) -> Iterator[list[dict]
         return
     n = len(next(iter(batch.values())))
     for i in range(0, n, CHUNK_ROWS):
-        cols = [_py(batch[k][i : i + CHUNK_ROWS]) if k in batch else [None] * min(CHUNK_ROWS, n - i) for k in keys]
+        cols = [
+            _py(batch[k][i : i + CHUNK_ROWS]) if k in batch else [None] * min(CHUNK_ROWS, n - i)
+            for k in keys
+        ]
         yield [dict(zip(keys, vals)) for vals in zip(*cols)]
 
 
@@ -904,7 +1276,7 @@ def _masked(url: str) -> str:
 
 
 def _write(url: str, metadata: sa.MetaData, data: dict[str, list[Columns | list[dict]]]) -> None:
-    """Drop and recreate the metadata's tables at ``url`` and insert ``data`` (by SPEC table name)."""
+    """Drop and recreate the metadata's tables at ``url``; insert ``data`` (by SPEC table name)."""
     engine = _engine(url)
     try:
         tables = {t.name.upper(): t for t in metadata.tables.values()}
@@ -913,13 +1285,14 @@ def _write(url: str, metadata: sa.MetaData, data: dict[str, list[Columns | list[
         for name, batches in data.items():
             table = tables[name]
             keys = [c.key for c in table.columns]
-            # One transaction per table: a failure leaves no half-filled table behind silently,
-            # and commits stay few enough to be cheap on every engine.
+            # One transaction per table: few commits (cheap on every engine), and a failure
+            # never leaves a table half filled.
             with engine.begin() as conn:
                 for batch in batches:
                     for rows in _chunks(batch, keys):
                         conn.execute(table.insert(), rows)
-    except sa.exc.OperationalError as exc:
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError) as exc:
+        # Unreachable server, missing database, no permission: the user's to fix, not a bug.
         raise SourceError(f"cannot write the sample to {_masked(url)}: {exc.orig}") from exc
     finally:
         engine.dispose()
@@ -946,9 +1319,7 @@ def _build(scale: str, seed: int) -> tuple[dict, dict, pd.DataFrame]:
     pms["ST_PMS_YX_DW"] = [org_map]
     mkt: dict[str, list] = {t: [bg_mkt[t], planted.mkt.get(t, [])] for t in bg_mkt}
     mkt["O_ORG"] = [o_org]
-    manifest = pd.DataFrame(planted.manifest, columns=MANIFEST_COLUMNS)
-    manifest = manifest.sort_values(MANIFEST_COLUMNS, kind="stable", ignore_index=True)
-    return pms, mkt, manifest
+    return pms, mkt, _manifest_frame(planted.manifest)
 
 
 def generate(

@@ -46,7 +46,9 @@ def _table(
     columns: list[tuple],
     indexes: tuple[str, ...] = (),
 ) -> Table:
-    cols = [_col(spec[0], spec[1], lowercase, **(spec[2] if len(spec) > 2 else {})) for spec in columns]
+    cols = [
+        _col(spec[0], spec[1], lowercase, **(spec[2] if len(spec) > 2 else {})) for spec in columns
+    ]
     table = Table(name.lower() if lowercase else name, metadata, *cols, **_TABLE_OPTIONS)
     for col_key in indexes:
         # Index names are schema-wide on PostgreSQL, so they carry the table name.
@@ -105,12 +107,12 @@ def pms_metadata(lowercase: bool = False) -> MetaData:
 
 
 def _bigint_pk(name: str) -> tuple:
-    # autoincrement=False: ids come from the data (SG186 sequences), never from SERIAL/AUTO_INCREMENT.
+    # autoincrement=False: ids come from the data (SG186 sequences), not SERIAL/AUTO_INCREMENT.
     return (name, BigInteger, {"primary_key": True, "autoincrement": False})
 
 
 def marketing_metadata(lowercase: bool = False) -> MetaData:
-    """The SG186 marketing sample tables: substations, lines, 台区, transformers, relations, orgs."""
+    """The SG186 sample tables: substations, lines, 台区, transformers, relations, orgs."""
     md = MetaData()
     audit = [("PMS_EQUIP_ID", String(32)), ("CREATE_DATE", DateTime), ("CHG_DATE", DateTime)]
     _table(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..connectors.normalize import lookup
+
 # What a marketing record's stored pms_id points at.
 LINK_NONE = "none"  # null or blank pms_id: no link
 LINK_OK = "linked"  # a PMS record with that id exists (possibly a duplicated one)
@@ -80,7 +82,7 @@ def match_asset(
         frame["parent_found"] = frame["parent_source_id"].isin(
             pd.Index(parents["source_id"].dropna().unique())
         )
-        frame["parent_pms_id"] = frame["parent_source_id"].map(_parent_lookup(parents)).astype(
+        frame["parent_pms_id"] = lookup(frame["parent_source_id"], _parent_lookup(parents)).astype(
             "str"
         )
 

@@ -1,0 +1,172 @@
+"""How the rules meet each other (SPEC §6), on tiny hand-written PMS and SG186 databases.
+
+Each test writes a few rows into empty SQLite copies of the sample schemas and runs a real
+reconciliation on them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from gridrecon import api
+from gridrecon.core.config import load_config
+from gridrecon.core.errors import CalendarYearUnknown
+from gridrecon.sample_data.schema import marketing_metadata, pms_metadata
+
+AS_OF = dt.date(2026, 11, 20)
+SUB, LINE, TRAN = "a" * 32, "b" * 32, "c" * 32
+
+
+class Grid:
+    """A tiny substation -> line -> transformer chain in both systems, clean unless changed."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.pms = {
+            "T_SB_ZNYC_DZ": [self._pms(SUB, BDZMC="35kV河口变电站", DYDJ="25", ZBRL=20000)],
+            "T_SB_ZWYC_XL": [self._pms(LINE, XLMC="10kV河口一线", QSDZ=SUB)],
+            "T_SB_ZNYC_PDBYQ": [self._pms(TRAN, SBMC="河口村1号公变", EDRL=400, SSDKX=LINE, SYXZ="03")],
+            "T_SB_ZWYC_ZSBYQ": [],
+            "ST_PMS_YX_DW": [{"PMS_DWID": "U1", "YX_ORG_NO": "3740101"}],
+        }
+        created = dt.datetime(2026, 11, 3, 9, 0)
+        audit = {"ORG_NO": "3740101", "RUN_STATUS_CODE": "01", "CREATE_DATE": created}
+        self.marketing = {
+            "G_SUBS": [{"SUBS_ID": 1, "SUBS_NAME": "35kV河口变电站", "VOLT_CODE": "AC00351",
+                        "MT_CAP": 20000, "PMS_EQUIP_ID": SUB, **audit}],
+            "G_LINE": [{"LINE_ID": 2, "LINE_NAME": "10kV河口一线", "VOLT_CODE": "AC00101",
+                        "PMS_EQUIP_ID": LINE, **audit}],
+            "G_SUBS_LINE_RELA": [{"RELA_ID": 1, "SUBS_ID": 1, "LINE_ID": 2}],
+            "G_TG": [{"TG_ID": 7, "TG_NAME": "河口村1号台区", "ORG_NO": "3740101", "PUB_PRIV_FLAG": "01",
+                      "RUN_STATUS_CODE": "01"}],
+            "G_LINE_TG_RELA": [{"LINE_TQ_ID": 1, "LINE_ID": 2, "TG_ID": 7}],
+            "G_TRAN": [{"EQUIP_ID": 3, "TG_ID": 7, "TRAN_NAME": "河口村1号公变", "PLATE_CAP": 400,
+                        "FRSTSIDE_VOLT_CODE": "AC00101", "PUB_PRIV_FLAG": "01",
+                        "FRST_RUN_DATE": dt.date(2026, 11, 2), "PMS_EQUIP_ID": TRAN, **audit}],
+            "O_ORG": [],
+        }
+
+    @staticmethod
+    def _pms(obj_id: str, **values) -> dict:
+        return {"OBJ_ID": obj_id, "DYDJ": "22", "YWDW": "U1", "YXZT": "20",
+                "TYRQ": dt.date(2026, 11, 2), "DJSJ": dt.datetime(2026, 11, 2, 10, 0),
+                "FBZT": "发布", **values}
+
+    def run(self, rules: str = "", as_of: dt.date = AS_OF) -> pd.DataFrame:
+        for name, metadata, rows in (("pms", pms_metadata(), self.pms),
+                                     ("marketing", marketing_metadata(), self.marketing)):
+            path = self.folder / f"{name}.sqlite"
+            path.unlink(missing_ok=True)
+            engine = sa.create_engine(f"sqlite:///{path}")
+            metadata.create_all(engine)
+            with engine.begin() as connection:
+                for table, records in rows.items():
+                    if records:
+                        connection.execute(metadata.tables[table].insert(), records)
+            engine.dispose()
+        config = self.folder / "gridrecon.toml"
+        config.write_text(
+            '[pms]\nurl = "sqlite:///pms.sqlite"\n[marketing]\nurl = "sqlite:///marketing.sqlite"\n'
+            + rules,
+            encoding="utf-8",
+        )
+        return api.reconcile(load_config(config), as_of=as_of).findings
+
+
+def found(findings: pd.DataFrame) -> set[tuple]:
+    return set(zip(findings["rule_id"], findings["field"].fillna(""), strict=True))
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> Grid:
+    return Grid(tmp_path)
+
+
+def test_a_clean_chain_produces_no_finding(grid: Grid) -> None:
+    assert grid.run().empty
+
+
+def test_a_capacity_difference_within_the_tolerance_is_not_a_mismatch(grid: Grid) -> None:
+    grid.marketing["G_TRAN"][0]["PLATE_CAP"] = 400.4
+    assert found(grid.run()) == {("ATTR_MISMATCH", "capacity_kva")}
+    assert grid.run("[rules]\ntolerance = { capacity_kva = 0.5 }\n").empty
+
+
+def test_a_code_not_in_the_code_list_is_invalid_and_not_compared(grid: Grid) -> None:
+    grid.marketing["G_TRAN"][0]["FRSTSIDE_VOLT_CODE"] = "AC99999"
+    findings = grid.run()
+    assert found(findings) == {("INVALID_VALUE", "voltage_kv")}
+    row = findings.iloc[0]
+    assert (row["marketing_id"], row["pms_id"], row["marketing_value"]) == ("3", TRAN, "AC99999")
+    assert row["detail"] == "G_TRAN.FRSTSIDE_VOLT_CODE = 'AC99999': not in code list"
+    assert row["owner"] == "营销"
+
+
+def test_a_stopped_linked_record_is_a_status_mismatch_not_overdue(grid: Grid) -> None:
+    grid.marketing["G_TRAN"][0]["RUN_STATUS_CODE"] = "02"
+    findings = grid.run()
+    assert found(findings) == {("ATTR_MISMATCH", "status")}
+    assert findings.iloc[0][["pms_value", "marketing_value"]].tolist() == ["in_service", "retired"]
+
+
+def test_a_parent_whose_marketing_record_is_unlinked_is_not_compared(grid: Grid) -> None:
+    grid.marketing["G_LINE"][0]["PMS_EQUIP_ID"] = None
+    findings = grid.run()
+    # the line is unlinked (and so overdue in PMS); its transformer's parent cannot be compared
+    assert found(findings) == {("UNLINKED", ""), ("ARCHIVE_OVERDUE", "")}
+
+
+def test_a_different_parent_on_both_linked_sides_is_a_parent_mismatch(grid: Grid) -> None:
+    other = "d" * 32
+    grid.pms["T_SB_ZWYC_XL"].append(grid._pms(other, XLMC="10kV河口二线", QSDZ=SUB))
+    grid.marketing["G_LINE"].append({**grid.marketing["G_LINE"][0], "LINE_ID": 4,
+                                     "LINE_NAME": "10kV河口二线", "PMS_EQUIP_ID": other})
+    grid.marketing["G_SUBS_LINE_RELA"].append({"RELA_ID": 2, "SUBS_ID": 1, "LINE_ID": 4})
+    grid.marketing["G_LINE_TG_RELA"][0]["LINE_ID"] = 4
+    findings = grid.run()
+    assert found(findings) == {("ATTR_MISMATCH", "parent")}
+    assert findings.iloc[0][["pms_value", "marketing_value"]].tolist() == [LINE, other]
+
+
+def test_archiving_on_the_deadline_day_is_on_time_and_a_day_later_is_late(grid: Grid) -> None:
+    transformer = grid.pms["T_SB_ZNYC_PDBYQ"][0]
+    transformer["TYRQ"] = dt.date(2026, 9, 29)  # deadline Mon 2026-10-12 (National Day)
+    transformer["DJSJ"] = dt.datetime(2026, 10, 12, 23, 59)
+    grid.marketing["G_TRAN"][0]["CREATE_DATE"] = dt.datetime(2026, 10, 12, 23, 59)
+    assert grid.run().empty
+    grid.marketing["G_TRAN"][0]["CREATE_DATE"] = dt.datetime(2026, 10, 13, 0, 1)
+    findings = grid.run()
+    assert found(findings) == {("ARCHIVE_LATE", "marketing")}
+    assert findings.iloc[0]["marketing_value"] == "2026-10-13"
+
+
+def test_an_asset_older_than_the_calendar_needs_timeliness_since(grid: Grid) -> None:
+    for table in ("T_SB_ZNYC_DZ", "T_SB_ZWYC_XL", "T_SB_ZNYC_PDBYQ"):
+        grid.pms[table][0]["TYRQ"] = dt.date(2003, 6, 1)
+    with pytest.raises(CalendarYearUnknown, match="2003"):
+        grid.run()
+    assert grid.run('[rules]\ntimeliness_since = "2024-01-01"\n').empty
+
+
+def test_an_unpublished_pms_record_does_not_exist_for_any_rule(grid: Grid) -> None:
+    grid.pms["T_SB_ZNYC_PDBYQ"][0]["FBZT"] = "未发布"
+    findings = grid.run()
+    assert found(findings) == {("MISSING_IN_PMS", "")}
+    assert findings.iloc[0]["owner"] == "运检"
+
+
+def test_a_pending_archive_turns_overdue_the_working_day_after_its_deadline(grid: Grid) -> None:
+    grid.pms["T_SB_ZNYC_PDBYQ"][0]["TYRQ"] = dt.date(2026, 11, 17)  # deadline Tue 11-24
+    grid.marketing["G_TRAN"].clear()
+    grid.marketing["G_LINE_TG_RELA"].clear()
+    on_deadline = grid.run(as_of=dt.date(2026, 11, 24))
+    assert found(on_deadline) == {("ARCHIVE_PENDING", "")}
+    assert on_deadline.iloc[0]["detail"].endswith("0 working days left")
+    after = grid.run(as_of=dt.date(2026, 11, 25))
+    assert found(after) == {("ARCHIVE_OVERDUE", "")}
+    assert after.iloc[0]["detail"].endswith("1 working days overdue")

@@ -1,0 +1,344 @@
+"""Validity checks on canonical records (INVALID_VALUE, SPEC §6), through real Great Expectations.
+
+Every frame is built by hand in the connectors' canonical shape; each test plants one kind of bad
+value and asserts the exact rows find_invalid_values returns for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+
+from gridrecon.checks import validity
+from gridrecon.checks.validity import (
+    CHECK_NAMES,
+    RESULT_COLUMNS,
+    ValiditySettings,
+    find_invalid_values,
+)
+from gridrecon.connectors.normalize import FRAME_COLUMNS, empty_frame
+from gridrecon.core.errors import ConfigError
+
+ZONE = ZoneInfo("Asia/Shanghai")
+AS_OF = dt.date(2026, 6, 1)
+ALL_FIELDS = frozenset({"voltage_kv", "capacity_kva", "org_code", "status", "commissioned_on"})
+LINE_FIELDS = ALL_FIELDS - {"capacity_kva"}  # lines have no capacity in either sample mapping
+
+# A public transformer with nothing wrong with it; tests change what they need.
+VALID = {
+    "asset_type": "transformer",
+    "source_id": "T-1",
+    "pms_id": "T-1",
+    "name": "河口村1号公变",
+    "voltage_kv": 10.0,
+    "capacity_kva": 400.0,
+    "parent_source_id": "F-1",
+    "org_code": "37401",
+    "status": "in_service",
+    "commissioned_on": pd.Timestamp("2026-03-02"),
+    "recorded_at": pd.Timestamp("2026-03-03 09:00", tz=ZONE),
+    "updated_at": pd.Timestamp("2026-03-03 09:00", tz=ZONE),
+    "name_key": "河口村1#公变",
+    "source_table": "T_SB_ZWYC_ZSBYQ",
+}
+
+
+def records(*changes: dict[str, Any], index: list[Any] | None = None) -> pd.DataFrame:
+    """A canonical frame, one record per dict of changes to VALID, with the connectors' dtypes."""
+    dtypes = empty_frame(ZONE).dtypes
+    rows = [{**VALID, **change} for change in changes]
+    frame = pd.DataFrame(
+        {
+            column: pd.Series([row.get(column) for row in rows], dtype=dtypes[column])
+            for column in FRAME_COLUMNS
+        }
+    )
+    if index is not None:
+        frame.index = index
+    return frame
+
+
+def invalid(
+    frame: pd.DataFrame,
+    *,
+    fields: frozenset[str] = ALL_FIELDS,
+    has_parent: bool = True,
+    as_of: dt.date = AS_OF,
+    settings: ValiditySettings = ValiditySettings(),
+) -> list[tuple[Any, ...]]:
+    """The result as (row, field, check, reason, value) tuples, None for a missing value."""
+    result = find_invalid_values(
+        frame,
+        asset_type="transformer",
+        mapped_fields=fields,
+        has_parent=has_parent,
+        as_of=as_of,
+        settings=settings,
+    )
+    assert list(result.columns) == RESULT_COLUMNS
+    return [
+        tuple(None if pd.isna(v) else v for v in row)
+        for row in result.itertuples(index=False, name=None)
+    ]
+
+
+@pytest.fixture
+def fresh_gx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next call build its GX context and suites anew, as the first call of a run does."""
+    monkeypatch.setattr(validity, "_state", None)
+    monkeypatch.setattr(validity, "_suites", {})
+
+
+def test_a_clean_frame_gives_an_empty_result_with_the_result_columns() -> None:
+    result = find_invalid_values(
+        records({}, {"source_id": "T-2", "status": "retired"}),
+        asset_type="transformer",
+        mapped_fields=ALL_FIELDS,
+        has_parent=True,
+        as_of=AS_OF,
+    )
+    assert result.empty
+    assert list(result.columns) == RESULT_COLUMNS
+    assert [str(t) for t in result.dtypes] == ["int64", "str", "str", "str", "str"]
+
+
+def test_an_empty_frame_gives_an_empty_result() -> None:
+    result = find_invalid_values(
+        empty_frame(ZONE),
+        asset_type="line",
+        mapped_fields=LINE_FIELDS,
+        has_parent=True,
+        as_of=AS_OF,
+    )
+    assert result.empty
+    assert list(result.columns) == RESULT_COLUMNS
+
+
+def test_a_missing_id_and_a_missing_name_are_invalid() -> None:
+    frame = records({"source_id": None}, {"source_id": "T-2", "name": None})
+    assert invalid(frame) == [
+        (0, "source_id", "source_id_not_null", "missing", None),
+        (1, "name", "name_not_null", "missing", None),
+    ]
+
+
+def test_a_code_not_in_the_code_list_is_reported_with_its_raw_value() -> None:
+    frame = records(
+        {"voltage_kv": None, "raw_voltage_kv": "AC09999"},
+        {"status": None, "raw_status": "99"},
+    )
+    assert invalid(frame) == [
+        (0, "voltage_kv", "voltage_kv_decoded", "not in code list", "AC09999"),
+        (1, "status", "status_decoded", "not in code list", "99"),
+    ]
+
+
+def test_a_null_code_is_missing_on_any_record() -> None:
+    frame = records({"voltage_kv": None, "status": "retired"}, {"status": None})
+    assert invalid(frame) == [
+        (0, "voltage_kv", "voltage_kv_not_null", "missing", None),
+        (1, "status", "status_not_null", "missing", None),
+    ]
+
+
+def test_a_unit_not_in_the_org_map_is_reported_with_its_raw_unit() -> None:
+    frame = records({"org_code": None, "raw_org_code": "8a8a8a8a01"}, {"org_code": None})
+    assert invalid(frame) == [
+        (0, "org_code", "org_code_mapped", "not in org map", "8a8a8a8a01"),
+        (1, "org_code", "org_code_not_null", "missing", None),
+    ]
+
+
+def test_zero_and_negative_capacities_are_not_positive() -> None:
+    frame = records({"capacity_kva": 0.0}, {"capacity_kva": -5.0}, {"capacity_kva": -0.5})
+    assert invalid(frame) == [
+        (0, "capacity_kva", "capacity_kva_positive", "not positive", "0"),
+        (1, "capacity_kva", "capacity_kva_positive", "not positive", "-5"),
+        (2, "capacity_kva", "capacity_kva_positive", "not positive", "-0.5"),
+    ]
+
+
+def test_a_capacity_that_is_not_a_number_is_invalid_on_any_record() -> None:
+    frame = records({"capacity_kva": None, "raw_capacity_kva": "400kVA", "status": "retired"})
+    assert invalid(frame) == [
+        (0, "capacity_kva", "capacity_kva_parsed", "not a number", "400kVA"),
+    ]
+
+
+def test_a_missing_capacity_is_invalid_only_in_service() -> None:
+    frame = records(
+        {"capacity_kva": None},
+        {"capacity_kva": None, "status": "retired"},
+        {"capacity_kva": None, "status": "not_commissioned"},
+    )
+    assert invalid(frame) == [(0, "capacity_kva", "capacity_kva_not_null", "missing", None)]
+
+
+def test_an_unparseable_date_on_a_retired_record_is_invalid() -> None:
+    frame = records(
+        {"commissioned_on": None, "raw_commissioned_on": "0000-00-00", "status": "retired"}
+    )
+    assert invalid(frame) == [
+        (0, "commissioned_on", "commissioned_on_parsed", "not a date", "0000-00-00"),
+    ]
+
+
+def test_a_missing_date_on_a_retired_record_is_valid_but_not_in_service() -> None:
+    frame = records({"commissioned_on": None, "status": "retired"}, {"commissioned_on": None})
+    assert invalid(frame) == [(1, "commissioned_on", "commissioned_on_not_null", "missing", None)]
+
+
+def test_a_future_date_is_invalid_in_service_but_valid_not_commissioned() -> None:
+    frame = records(
+        {"commissioned_on": pd.Timestamp("2026-06-02")},
+        {"commissioned_on": pd.Timestamp("2026-09-01"), "status": "not_commissioned"},
+    )
+    assert invalid(frame) == [
+        (0, "commissioned_on", "commissioned_on_not_future", "in the future", "2026-06-02"),
+    ]
+
+
+def test_a_date_on_as_of_is_valid() -> None:
+    assert invalid(records({"commissioned_on": pd.Timestamp(AS_OF)})) == []
+
+
+def test_a_placeholder_date_far_in_the_future_is_in_the_future() -> None:
+    frame = records({"commissioned_on": pd.Timestamp("9999-12-31")})
+    assert invalid(frame) == [
+        (0, "commissioned_on", "commissioned_on_not_future", "in the future", "9999-12-31"),
+    ]
+
+
+def test_the_future_tolerance_allows_that_many_days_after_as_of() -> None:
+    frame = records(
+        {"commissioned_on": pd.Timestamp("2026-06-04")},
+        {"commissioned_on": pd.Timestamp("2026-06-05")},
+    )
+    settings = ValiditySettings(future_tolerance_days=3)
+    assert invalid(frame, settings=settings) == [
+        (1, "commissioned_on", "commissioned_on_not_future", "in the future", "2026-06-05"),
+    ]
+
+
+def test_a_missing_parent_is_invalid_in_service_but_valid_retired() -> None:
+    frame = records({"parent_source_id": None}, {"parent_source_id": None, "status": "retired"})
+    assert invalid(frame) == [(0, "parent", "parent_not_null", "missing", None)]
+
+
+def test_the_parent_is_not_checked_for_an_asset_type_without_one() -> None:
+    frame = records({"asset_type": "substation", "parent_source_id": None})
+    assert invalid(frame, has_parent=False) == []
+
+
+def test_an_unmapped_field_is_never_checked() -> None:
+    # A line: no capacity in the mapping, so the column is entirely null even in service;
+    # and a system without commissioning dates has none on any record.
+    frame = records({"asset_type": "line", "capacity_kva": None, "commissioned_on": None})
+    unmapped = LINE_FIELDS - {"commissioned_on"}
+    assert invalid(frame, fields=unmapped) == []
+    assert invalid(records({"org_code": None, "raw_org_code": "U9"}), fields=frozenset()) == []
+
+
+def test_a_record_failing_several_fields_gives_one_row_per_field_in_field_order() -> None:
+    frame = records(
+        {},
+        {
+            "source_id": None,
+            "voltage_kv": None,
+            "raw_voltage_kv": "AC09999",
+            "capacity_kva": 0.0,
+            "commissioned_on": pd.Timestamp("2027-01-01"),
+            "parent_source_id": None,
+        },
+        {"name": None},
+        index=["b", "a", "c"],
+    )
+    assert invalid(frame) == [
+        ("a", "source_id", "source_id_not_null", "missing", None),
+        ("a", "voltage_kv", "voltage_kv_decoded", "not in code list", "AC09999"),
+        ("a", "capacity_kva", "capacity_kva_positive", "not positive", "0"),
+        ("a", "commissioned_on", "commissioned_on_not_future", "in the future", "2027-01-01"),
+        ("a", "parent", "parent_not_null", "missing", None),
+        ("c", "name", "name_not_null", "missing", None),
+    ]
+
+
+def test_repeated_index_labels_are_reported_for_the_right_record() -> None:
+    frame = records({}, {"name": None}, index=[7, 7])
+    assert invalid(frame) == [(7, "name", "name_not_null", "missing", None)]
+
+
+def test_a_switched_off_check_reports_nothing_and_its_nulls_are_not_called_missing() -> None:
+    frame = records({"voltage_kv": None, "raw_voltage_kv": "AC09999"}, {"voltage_kv": None})
+    settings = ValiditySettings(enabled_checks=frozenset(CHECK_NAMES) - {"voltage_kv_decoded"})
+    assert invalid(frame, settings=settings) == [
+        (1, "voltage_kv", "voltage_kv_not_null", "missing", None),
+    ]
+    only_names = ValiditySettings(enabled_checks=frozenset({"name_not_null"}))
+    assert invalid(frame, settings=only_names) == []
+
+
+def test_an_unknown_check_name_is_a_config_error_naming_the_valid_names() -> None:
+    with pytest.raises(ConfigError) as error:
+        ValiditySettings(enabled_checks=frozenset({"name_not_null", "voltage_decoded"}))
+    message = str(error.value)
+    assert "voltage_decoded" in message
+    assert all(name in message for name in CHECK_NAMES)
+
+
+def test_a_negative_future_tolerance_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="future_tolerance_days"):
+        ValiditySettings(future_tolerance_days=-1)
+
+
+def test_validation_prints_nothing_and_lets_no_warning_through(
+    fresh_gx: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    frame = records({"name": None}, {"commissioned_on": pd.Timestamp("2027-01-01")})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(invalid(frame)) == 2
+    assert caught == []
+    assert capfd.readouterr() == ("", "")
+
+
+def test_no_gx_folder_is_written_in_the_working_directory(
+    fresh_gx: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert len(invalid(records({"name": None}))) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_network_connection_is_attempted(
+    fresh_gx: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts: list[Any] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    assert len(invalid(records({"name": None}))) == 1
+    assert attempts == []
+
+
+def test_importing_the_module_does_not_import_great_expectations() -> None:
+    code = (
+        "import sys, gridrecon.checks.validity\n"
+        "sys.exit('great_expectations' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), check=False)
+    assert done.returncode == 0
