@@ -20,7 +20,7 @@ from .checks.result import RunResult, SourceSummary
 from .checks.rules import Judge
 from .checks.settings import RuleSettings
 from .connectors.mapping import ASSET_TYPES
-from .connectors.reader import SourceRead, open_sources, read_source
+from .connectors.reader import SourceRead, load_org_tree, open_sources, read_source
 from .core.config import Config, display_url
 from .sync.matching import match_all
 
@@ -89,6 +89,9 @@ def reconcile(
             began = time.monotonic()
             reads[system] = read_source(source, sources, config.timezone, ASSET_TYPES)
             summaries[system] = _summarise(reads[system], time.monotonic() - began)
+        orgs = load_org_tree(sources["marketing"])
+        if orgs.empty:
+            orgs = load_org_tree(sources["pms"])
     finally:
         for source in sources.values():
             source.dispose()
@@ -102,7 +105,10 @@ def reconcile(
     seen = started_at.isoformat(timespec="seconds")
     findings["first_seen"] = seen
     findings["last_seen"] = seen
-    metrics = compute_metrics(matches, findings, judgement.deadlines, as_of, settings.metrics_period)
+    parents = orgs.dropna(subset=["parent_code"]).set_index("org_code")["parent_code"].to_dict()
+    metrics = compute_metrics(
+        matches, findings, judgement.deadlines, as_of, settings.metrics_period, parents
+    )
     return RunResult(
         run_id=f"{started_at:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
         as_of=as_of,
@@ -115,6 +121,7 @@ def reconcile(
         findings=findings,
         metrics=metrics,
         fail_on=fail_on,
+        orgs=orgs,
     )
 
 

@@ -6,7 +6,9 @@
 - timeliness (及时率): in-service PMS assets commissioned in the period whose deadline has passed
   by as_of and that were recorded in both systems by their deadline / those assets. An asset whose
   creation time is unknown on either side is left out of both counts.
-The org of a PMS asset is its (translated) org_code; rows with org_code "*" are the totals.
+The org of a PMS asset is its (translated) org_code. Rows of scope "org" count an org's own
+assets; "rollup" rows count everything below an org in the org tree (a city company over its
+counties); the "all" row (org_code "*") is the total.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import pandas as pd
 from ..connectors.normalize import local_day, lookup
 from ..sync.matching import AssetMatch
 
+COUNT_COLUMNS = ["pms_assets", "linked", "pairs", "consistent_pairs", "due", "on_time"]
 METRIC_COLUMNS = [
     "asset_type",
     "org_code",
+    "scope",
     "pms_assets",
     "linked",
     "linkage_rate",
@@ -48,7 +52,9 @@ def compute_metrics(
     deadlines: dict[str, pd.Series],
     as_of: dt.date,
     period: str,
+    parents: dict[str, str] | None = None,
 ) -> pd.DataFrame:
+    parents = parents or {}
     start = period_start(as_of, period)
     mismatched = findings.loc[findings["rule_id"] == "ATTR_MISMATCH", ["pms_id", "marketing_id"]]
     mismatched_keys = set(zip(mismatched["pms_id"], mismatched["marketing_id"], strict=True))
@@ -85,26 +91,47 @@ def compute_metrics(
             & (mkt_day[judged.index] <= judged["deadline"])
         )
 
-        for org, frame in [*pms.groupby("org"), (ALL_ORGS, pms)]:
-            org_pairs = pairs if org == ALL_ORGS else pairs[pairs["org"] == org]
-            org_judged = judged if org == ALL_ORGS else judged[judged["org"] == org]
-            rows.append(
-                {
-                    "asset_type": asset_type,
-                    "org_code": org,
-                    "pms_assets": len(frame),
-                    "linked": int(frame["linked"].sum()),
-                    "pairs": len(org_pairs),
-                    "consistent_pairs": int(org_pairs["consistent"].sum()),
-                    "due": len(org_judged),
-                    "on_time": int(org_judged["on_time"].sum()),
-                }
-            )
+        counts = pd.DataFrame(
+            {
+                "pms_assets": pms.groupby("org").size(),
+                "linked": pms.groupby("org")["linked"].sum(),
+                "pairs": pairs.groupby("org").size(),
+                "consistent_pairs": pairs.groupby("org")["consistent"].sum(),
+                "due": judged.groupby("org").size(),
+                "on_time": judged.groupby("org")["on_time"].sum(),
+            }
+        ).fillna(0).astype("int64")
+        for org, row in counts.iterrows():
+            rows.append({"asset_type": asset_type, "org_code": org, "scope": "org", **row})
+        for ancestor, row in _roll_up(counts, parents).iterrows():
+            rows.append({"asset_type": asset_type, "org_code": ancestor, "scope": "rollup", **row})
+        rows.append(
+            {"asset_type": asset_type, "org_code": ALL_ORGS, "scope": "all", **counts.sum()}
+        )
     metrics = pd.DataFrame(rows, columns=[c for c in METRIC_COLUMNS if not c.endswith("_rate")])
+    for column in COUNT_COLUMNS:
+        metrics[column] = metrics[column].astype("int64")
     metrics["linkage_rate"] = _rate(metrics["linked"], metrics["pms_assets"])
     metrics["consistency_rate"] = _rate(metrics["consistent_pairs"], metrics["pairs"])
     metrics["timeliness_rate"] = _rate(metrics["on_time"], metrics["due"])
-    return metrics[METRIC_COLUMNS].sort_values(["asset_type", "org_code"]).reset_index(drop=True)
+    order = metrics["scope"].map({"all": 0, "rollup": 1, "org": 2})
+    metrics = metrics.assign(_order=order).sort_values(["asset_type", "_order", "org_code"])
+    return metrics[METRIC_COLUMNS].reset_index(drop=True)
+
+
+def _roll_up(counts: pd.DataFrame, parents: dict[str, str]) -> pd.DataFrame:
+    """Each ancestor's counts: the sum over the orgs below it (a city over its counties)."""
+    totals: dict[str, pd.Series] = {}
+    for org, row in counts.iterrows():
+        seen = {org}
+        ancestor = parents.get(org)
+        while ancestor and ancestor not in seen:  # a cycle in a hand-kept org table ends here
+            totals[ancestor] = totals.get(ancestor, 0) + row
+            seen.add(ancestor)
+            ancestor = parents.get(ancestor)
+    if not totals:
+        return counts.iloc[0:0]
+    return pd.DataFrame(totals).T.astype("int64").sort_index()
 
 
 def _rate(part: pd.Series, whole: pd.Series) -> pd.Series:

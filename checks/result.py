@@ -37,11 +37,21 @@ class RunResult:
     config_fingerprint: str
     settings: dict[str, Any]
     sources: dict[str, SourceSummary]
-    findings: pd.DataFrame  # FINDING_FIELDS (+ internal side, subject)
+    # FINDING_FIELDS (+ internal side, subject): the open ones and those resolved by this run
+    findings: pd.DataFrame
     metrics: pd.DataFrame
     status: str = "completed"  # completed | inconclusive | failed
     fail_on: str | None = None
     notes: list[str] = field(default_factory=list)
+    # org_code -> name and parent (city of a county), where the marketing mapping has an org tree
+    orgs: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["org_code", "org_name", "parent_code"])
+    )
+    previous_run_id: str | None = None
+    # open findings per rule in recent runs, oldest first: run_id, started_at, rule_id, open
+    trend: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["run_id", "started_at", "rule_id", "open"])
+    )
 
     @property
     def open_findings(self) -> pd.DataFrame:

@@ -111,6 +111,17 @@ class OrgMapSpec:
 
 
 @dataclass(frozen=True)
+class OrgTreeSpec:
+    """Where the names and hierarchy of org codes are (SG186 O_ORG), for reports."""
+
+    table: str
+    code: str
+    name: str
+    parent: str | None = None
+    where: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
 class Mapping:
     name: str
     path: Path
@@ -119,6 +130,7 @@ class Mapping:
     codes: dict[str, dict[str, Any]]
     org_map: OrgMapSpec | None
     assets: dict[str, AssetMapping]
+    org_tree: OrgTreeSpec | None = None
     builtin: bool = False
 
     @property
@@ -159,7 +171,7 @@ def load_mapping(name_or_path: str, expected_system: str | None = None) -> Mappi
 
 def parse_mapping(data: dict[str, Any], path: Path, name: str) -> Mapping:
     root = Section(data, path, "", MappingError)
-    root.check_keys({"system", "description", "codes", "org_map", *ASSET_TYPES})
+    root.check_keys({"system", "description", "codes", "org_map", "org_tree", *ASSET_TYPES})
     system = root.string("system", required=True)
     if system not in SYSTEMS:
         raise root.fail(f"'system' must be one of {', '.join(SYSTEMS)}, got '{system}'")
@@ -183,6 +195,20 @@ def parse_mapping(data: dict[str, Any], path: Path, name: str) -> Mapping:
         codes=codes,
         org_map=org_map,
         assets=assets,
+        org_tree=_parse_org_tree(root.section("org_tree", required=False)),
+    )
+
+
+def _parse_org_tree(section: Section | None) -> OrgTreeSpec | None:
+    if section is None:
+        return None
+    section.check_keys({"table", "code", "name", "parent", "where"})
+    return OrgTreeSpec(
+        table=section.string("table", required=True),
+        code=section.string("code", required=True),
+        name=section.string("name", required=True),
+        parent=section.string("parent"),
+        where=_parse_where(section, "where"),
     )
 
 

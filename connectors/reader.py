@@ -19,8 +19,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..core.errors import MappingError, SourceError
-from .mapping import ASSET_TYPES, AssetMapping, Hop, Mapping, OrgMapSpec, TableSpec
-from .normalize import empty_frame, lookup, normalize_chunk, normalize_ids
+from .mapping import ASSET_TYPES, AssetMapping, Hop, Mapping, OrgMapSpec, OrgTreeSpec, TableSpec
+from .normalize import clean_text, empty_frame, lookup, normalize_chunk, normalize_ids
 from .source import Problem, ResolvedTable, Source, raise_problems
 
 
@@ -98,6 +98,14 @@ class Resolver:
             self.column(table, hop.to_column, f"{key}.to")
             for column, _values in hop.where:
                 self.column(table, column, f"{key}.where.{column}")
+
+    def org_tree(self, spec: OrgTreeSpec) -> None:
+        table = self.table(spec.table, "org_tree.table")
+        for key, column in (("code", spec.code), ("name", spec.name), ("parent", spec.parent)):
+            if column:
+                self.column(table, column, f"org_tree.{key}")
+        for column, _values in spec.where:
+            self.column(table, column, f"org_tree.where.{column}")
 
     def org_map(self, spec: OrgMapSpec) -> None:
         table = self.table(spec.table, "org_map.table")
@@ -215,6 +223,29 @@ def load_org_map(mapping: Mapping, sources: dict[str, Source]) -> dict[str, str]
         keys, values = normalize_ids(chunk["key"]), normalize_ids(chunk["value"])
         lookup.update((k, v) for k, v in zip(keys, values, strict=True) if pd.notna(k) and pd.notna(v))
     return lookup
+
+
+ORG_TREE_COLUMNS = ["org_code", "org_name", "parent_code"]
+
+
+def load_org_tree(source: Source) -> pd.DataFrame:
+    """org_code, org_name, parent_code from the mapping's [org_tree] (empty without one)."""
+    spec = source.mapping.org_tree
+    if spec is None:
+        return pd.DataFrame({c: pd.Series(dtype="str") for c in ORG_TREE_COLUMNS})
+    resolver = Resolver(source)
+    resolver.org_tree(spec)
+    raise_problems(source.mapping, resolver.problems)
+    resolved = resolver.tables[spec.table.casefold()]
+    labelled = [(spec.code, "org_code"), (spec.name, "org_name")]
+    if spec.parent:
+        labelled.append((spec.parent, "parent_code"))
+    parts = list(stream(source, select_rows(source, resolved, labelled, spec.where)))
+    tree = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ORG_TREE_COLUMNS)
+    tree["org_code"] = normalize_ids(tree["org_code"])
+    tree["org_name"] = clean_text(tree["org_name"])
+    tree["parent_code"] = normalize_ids(tree["parent_code"]) if "parent_code" in tree else None
+    return tree[ORG_TREE_COLUMNS].dropna(subset=["org_code"]).drop_duplicates("org_code")
 
 
 def _org_map_from_csv(mapping: Mapping, spec: OrgMapSpec) -> dict[str, str]:

@@ -121,8 +121,17 @@ def test_metrics_count_linkage_consistency_and_timeliness(sample_result) -> None
     assert total["pairs"] - total["consistent_pairs"] == mismatched_pairs
     assert total["linkage_rate"] == round(total["linked"] / total["pms_assets"], 4)
     assert 0 < total["timeliness_rate"] < 1
-    per_org = metrics.xs("transformer").drop(index="*")
-    assert per_org["pms_assets"].sum() == total["pms_assets"]
+    per_org = metrics.xs("transformer")
+    own = per_org[per_org["scope"] == "org"]
+    assert own["pms_assets"].sum() == total["pms_assets"]
+    # a city company's rollup counts its counties; the province's counts everything
+    assert per_org.loc["37401", "scope"] == "rollup"
+    counties = own[own.index.str.startswith("37401") & (own.index.str.len() == 7)]
+    city_own = own.loc["37401", "pms_assets"] if "37401" in own.index else 0
+    assert per_org.loc["37401", "pms_assets"] == counties["pms_assets"].sum() + city_own
+    # everything but the planted transformer whose unit is not in the org map ("?")
+    assert own.loc["?", "pms_assets"] == 1
+    assert per_org.loc["37101", "pms_assets"] == total["pms_assets"] - 1
 
 
 def test_fail_on_exits_one_and_a_clean_threshold_exits_zero(tmp_path: Path) -> None:
