@@ -11,15 +11,18 @@ import hashlib
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from .checks.calendar import WorkingCalendar
 from .checks.metrics import compute_metrics
 from .checks.result import RunResult, SourceSummary
 from .checks.rules import Judge
 from .checks.settings import RuleSettings
-from .connectors.mapping import ASSET_TYPES
+from .connectors.mapping import ASSET_TYPES, Mapping
 from .connectors.reader import SourceRead, load_org_tree, open_sources, read_source
 from .core.config import Config, display_url
 from .sync.matching import match_all
@@ -29,7 +32,11 @@ def today(config: Config) -> dt.date:
     return dt.datetime.now(config.timezone).date()
 
 
-def config_fingerprint(config: Config, settings: RuleSettings, mappings: dict[str, Any]) -> str:
+def new_run_id(started_at: dt.datetime) -> str:
+    return f"{started_at:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def config_fingerprint(config: Config, settings: RuleSettings, mappings: dict[str, Mapping]) -> str:
     """A hash of everything that decides a run's findings (passwords masked before hashing)."""
     described = {
         "timezone": str(config.timezone),
@@ -53,6 +60,16 @@ def config_fingerprint(config: Config, settings: RuleSettings, mappings: dict[st
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@dataclass
+class Pulled:
+    """Everything read from both systems for one run."""
+
+    reads: dict[str, SourceRead]
+    summaries: dict[str, SourceSummary]
+    mappings: dict[str, Mapping]
+    orgs: pd.DataFrame
+
+
 def _summarise(read: SourceRead, seconds: float) -> SourceSummary:
     rows_by_table: dict[str, int] = {}
     for asset in read.assets.values():
@@ -72,16 +89,9 @@ def _summarise(read: SourceRead, seconds: float) -> SourceSummary:
     )
 
 
-def reconcile(
-    config: Config, as_of: dt.date | None = None, fail_on: str | None = None
-) -> RunResult:
-    """Pull both systems, match, judge and measure: the run's result, nothing written."""
-    settings = RuleSettings.parse(config.rules, config.path)
-    calendar = WorkingCalendar.load(config.calendar_overrides)
-    as_of = as_of or today(config)
-    started_at = dt.datetime.now(config.timezone)
+def pull(config: Config) -> Pulled:
+    """Read both systems into canonical records (and the org tree, for reports)."""
     sources = open_sources(config)
-    mappings = {system: source.mapping for system, source in sources.items()}
     try:
         reads: dict[str, SourceRead] = {}
         summaries: dict[str, SourceSummary] = {}
@@ -95,29 +105,43 @@ def reconcile(
     finally:
         for source in sources.values():
             source.dispose()
+    mappings = {system: source.mapping for system, source in sources.items()}
+    return Pulled(reads=reads, summaries=summaries, mappings=mappings, orgs=orgs)
 
+
+def conclude(
+    config: Config,
+    settings: RuleSettings,
+    calendar: WorkingCalendar,
+    pulled: Pulled,
+    as_of: dt.date,
+    started_at: dt.datetime,
+    fail_on: str | None,
+) -> RunResult:
+    """Match, judge and measure what was pulled. Findings come out as `new`."""
     matches = match_all(
-        {t: reads["pms"].records(t) for t in ASSET_TYPES},
-        {t: reads["marketing"].records(t) for t in ASSET_TYPES},
+        {t: pulled.reads["pms"].records(t) for t in ASSET_TYPES},
+        {t: pulled.reads["marketing"].records(t) for t in ASSET_TYPES},
     )
-    judgement = Judge(mappings, calendar, settings, as_of).judge(matches)
+    judgement = Judge(pulled.mappings, calendar, settings, as_of).judge(matches)
     findings = judgement.findings
     seen = started_at.isoformat(timespec="seconds")
     findings["first_seen"] = seen
     findings["last_seen"] = seen
+    orgs = pulled.orgs
     parents = orgs.dropna(subset=["parent_code"]).set_index("org_code")["parent_code"].to_dict()
     metrics = compute_metrics(
         matches, findings, judgement.deadlines, as_of, settings.metrics_period, parents
     )
     return RunResult(
-        run_id=f"{started_at:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
+        run_id=new_run_id(started_at),
         as_of=as_of,
         started_at=started_at,
         finished_at=dt.datetime.now(config.timezone),
         config_path=str(config.path),
-        config_fingerprint=config_fingerprint(config, settings, mappings),
+        config_fingerprint=config_fingerprint(config, settings, pulled.mappings),
         settings=settings.as_dict(),
-        sources=summaries,
+        sources=pulled.summaries,
         findings=findings,
         metrics=metrics,
         fail_on=fail_on,
@@ -125,10 +149,178 @@ def reconcile(
     )
 
 
-def run(config: Config, as_of: dt.date | None = None, fail_on: str | None = None) -> tuple[RunResult, Path]:
-    """One whole reconciliation (SPEC §8): reconcile, then write the run folder and latest/."""
-    from .reports.output import write_run_folder
+def reconcile(
+    config: Config, as_of: dt.date | None = None, fail_on: str | None = None
+) -> RunResult:
+    """Pull, match, judge and measure, without the state store: nothing is written anywhere."""
+    settings = RuleSettings.parse(config.rules, config.path)
+    calendar = WorkingCalendar.load(config.calendar_overrides)
+    started_at = dt.datetime.now(config.timezone)
+    pulled = pull(config)
+    return conclude(config, settings, calendar, pulled, as_of or today(config), started_at, fail_on)
 
-    result = reconcile(config, as_of=as_of, fail_on=fail_on)
-    folder = write_run_folder(result, config.report_dir)
-    return result, folder
+
+def run(
+    config: Config, as_of: dt.date | None = None, fail_on: str | None = None
+) -> tuple[RunResult, Path]:
+    """One whole reconciliation (SPEC §8), remembered in the state store.
+
+    Pull, judge, apply history and waivers, and write the run folder, all inside one state-store
+    transaction that commits at the very end; only then does `latest/` move. A run that fails at
+    any point leaves the store as it was. A source that looks broken makes the run inconclusive
+    (exit 3): it is recorded, but no finding is created or resolved.
+    """
+    from .reports.output import point_latest, write_run_folder
+    from .sync import persist
+    from .sync.store import StateStore
+
+    settings = RuleSettings.parse(config.rules, config.path)
+    calendar = WorkingCalendar.load(config.calendar_overrides)
+    as_of = as_of or today(config)
+    store = StateStore(config.state_url)
+    try:
+        store.ensure_schema()
+        started_at = dt.datetime.now(config.timezone)
+        run_id = new_run_id(started_at)
+        with store.lock(run_id), store.transaction() as connection:
+            previous = store.previous_completed(connection)
+            pulled = pull(config)
+            broken = persist.broken_sources(pulled.summaries, previous, config.min_row_share)
+            if broken:
+                result = persist.inconclusive_result(
+                    config, settings, pulled, as_of, started_at, run_id, fail_on, broken
+                )
+            else:
+                persist.fill_first_seen(connection, pulled, started_at, first_run=previous is None)
+                result = conclude(config, settings, calendar, pulled, as_of, started_at, fail_on)
+                result.run_id = run_id
+                persist.remember(connection, result, previous, as_of)
+            result.finished_at = dt.datetime.now(config.timezone)
+            persist.record_run(connection, result)
+            folder = write_run_folder(result, config.report_dir)
+        if result.status == "completed":
+            point_latest(config.report_dir, result.run_id)
+        return result, folder
+    finally:
+        store.dispose()
+
+
+# -- the state store: runs, findings, waivers -------------------------------------------------
+
+
+def _store(config: Config):
+    from .sync.store import StateStore
+
+    store = StateStore(config.state_url)
+    store.ensure_schema()
+    return store
+
+
+def list_runs(config: Config, limit: int = 20) -> pd.DataFrame:
+    from .sync import store as tables
+
+    store = _store(config)
+    try:
+        with store.reading() as connection:
+            frame = tables.list_runs(connection, limit)
+    finally:
+        store.dispose()
+    frame["started_at"] = frame["started_at"].map(
+        lambda t: t.astimezone(config.timezone).isoformat(timespec="seconds"), na_action="ignore"
+    )
+    return frame
+
+
+def show_run(config: Config, run_id: str) -> dict:
+    from .core.errors import ConfigError
+    from .sync import store as tables
+
+    store = _store(config)
+    try:
+        with store.reading() as connection:
+            if run_id == "latest":
+                latest = tables.list_runs(connection, 1)
+                run_id = latest["run_id"].iloc[0] if len(latest) else run_id
+            record = tables.get_run(connection, run_id)
+    finally:
+        store.dispose()
+    if record is None:
+        raise ConfigError(f"no run '{run_id}' in the state store; `gridrecon runs list` shows them")
+    for key in ("started_at", "finished_at"):
+        if record[key] is not None:
+            record[key] = record[key].astimezone(config.timezone).isoformat(timespec="seconds")
+    return record
+
+
+def finding_ages(frame: pd.DataFrame, config: Config, as_of: dt.date | None = None) -> pd.DataFrame:
+    """Add age_days and age_working_days (since first seen, up to as_of or today)."""
+    as_of = as_of or today(config)
+    calendar = WorkingCalendar.load(config.calendar_overrides)
+    firsts = [t.astimezone(config.timezone).date() for t in frame["first_seen"]]
+    frame = frame.copy()
+    frame["age_days"] = [(as_of - first).days for first in firsts]
+    frame["age_working_days"] = [calendar.working_days_between(first, as_of) for first in firsts]
+    return frame
+
+
+def list_findings(config: Config, **filters: Any) -> pd.DataFrame:
+    from .sync import store as tables
+
+    store = _store(config)
+    try:
+        with store.reading() as connection:
+            frame = tables.query_findings(connection, **filters)
+    finally:
+        store.dispose()
+    for column in ("first_seen", "last_seen", "resolved_at"):
+        frame[column] = frame[column].map(
+            lambda t: t.astimezone(config.timezone), na_action="ignore"
+        )
+    return finding_ages(frame, config)
+
+
+def show_finding(config: Config, finding_id: str) -> tuple[dict, pd.DataFrame]:
+    from .core.errors import ConfigError
+    from .sync import store as tables
+
+    store = _store(config)
+    try:
+        with store.reading() as connection:
+            frame = tables.query_findings(connection, finding_id=finding_id)
+            history = tables.finding_events(connection, finding_id)
+    finally:
+        store.dispose()
+    if frame.empty:
+        raise ConfigError(f"no finding '{finding_id}' in the state store")
+    return finding_ages(frame, config).iloc[0].to_dict(), history
+
+
+def waive(
+    config: Config, ids: list[str], reason: str, by: str, until: dt.date | None = None
+) -> int:
+    from .sync.waivers import Waiver, add_waivers
+
+    return _write_waivers(config, lambda c, now: add_waivers(
+        c, [Waiver(i, reason, by, until) for i in ids], now))
+
+
+def waive_from_csv(config: Config, path: Path, by: str) -> int:
+    from .sync.waivers import add_waivers, read_waiver_csv
+
+    waivers = read_waiver_csv(path, by)
+    return _write_waivers(config, lambda c, now: add_waivers(c, waivers, now))
+
+
+def unwaive(config: Config, ids: list[str]) -> int:
+    from .sync.waivers import remove_waivers
+
+    return _write_waivers(config, lambda c, now: remove_waivers(c, ids))
+
+
+def _write_waivers(config: Config, change) -> int:
+    store = _store(config)
+    try:
+        with store.transaction() as connection:
+            return change(connection, dt.datetime.now(config.timezone))
+    finally:
+        store.dispose()

@@ -45,6 +45,7 @@ ConfigOption = Annotated[
 class OutputFormat(str, Enum):
     table = "table"
     json = "json"
+    csv = "csv"
 
 
 FormatOption = Annotated[
@@ -328,6 +329,251 @@ def _render_validation(report) -> None:
                     repr(value.value), f"{value.rows:,}",
                 )
             console.print(table)
+
+
+runs_app = typer.Typer(help="The runs the state store remembers.", no_args_is_help=True)
+findings_app = typer.Typer(
+    help="Findings as the state store knows them; waive what is explained.", no_args_is_help=True
+)
+app.add_typer(runs_app, name="runs")
+app.add_typer(findings_app, name="findings")
+
+
+def _print_frame(frame, format: OutputFormat, columns: list[str], title: str | None = None) -> None:
+    """A table for people, or clean JSON / CSV on stdout for scripts."""
+    import math
+
+    frame = frame[columns] if len(frame) else frame.reindex(columns=columns)
+
+    def plain(value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        return value.item() if hasattr(value, "item") else value
+
+    records = [{c: plain(v) for c, v in row.items()} for row in frame.to_dict(orient="records")]
+    if format is OutputFormat.json:
+        _print_json(records)
+        return
+    if format is OutputFormat.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        for record in records:
+            writer.writerow(["" if record[c] is None else record[c] for c in columns])
+        return
+    from rich.table import Table
+
+    table = Table(*columns, box=None, padding=(0, 2), title=title)
+    for record in records:
+        table.add_row(*("" if record[c] is None else str(record[c]) for c in columns))
+    _console().print(table)
+
+
+@runs_app.command("list")
+def runs_list(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """List recent runs: status, exit code, as_of, duration, rows read and open findings.
+
+    Example: gridrecon runs list --limit 5
+    """
+    import json as jsonlib
+
+    from . import api
+
+    frame = api.list_runs(_load(config), limit)
+    summaries = [jsonlib.loads(text or "{}") for text in frame["summary_json"]]
+    frame["rows_read"] = [
+        " ".join(
+            f"{system}:" + "/".join(str(n) for n in s.get("sources", {}).get(system, {}).get("rows", {}).values())
+            for system in ("pms", "marketing")
+        )
+        for s in summaries
+    ]
+    frame["open"] = [s.get("findings", {}).get("open") for s in summaries]
+    frame["duration_s"] = frame["duration_s"].round(1)
+    _print_frame(
+        frame, format,
+        ["run_id", "status", "exit_code", "as_of", "started_at", "duration_s", "rows_read", "open",
+         "reason"],
+    )
+
+
+@runs_app.command("show")
+def runs_show(
+    run: Annotated[str, typer.Argument(help="A run id, or 'latest'.")],
+    config: ConfigOption = None,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """Show one run: what it read, its counts, settings and config fingerprint.
+
+    Example: gridrecon runs show latest
+    """
+    from . import api
+
+    record = api.show_run(_load(config), run)
+    if format is not OutputFormat.table:
+        _print_json(record)
+        return
+    summary = record["summary"]
+    console = _console()
+    console.print(
+        f"run {record['run_id']}  {record['status']} (exit {record['exit_code']})  as of "
+        f"{record['as_of']}  started {record['started_at']}  {record['duration_s'] or 0:.1f} s"
+    )
+    if record.get("reason"):
+        console.print(record["reason"])
+    console.print(f"config {record['config_path']}  fingerprint {record['config_fingerprint']}")
+    for system, source in summary.get("sources", {}).items():
+        rows = ", ".join(f"{t} {n:,}" for t, n in source["rows"].items())
+        console.print(f"{system} {source['url']} ({source['mapping']}): {rows}")
+    counts = summary.get("findings", {})
+    console.print(
+        f"open {counts.get('open', 0):,}  new {counts.get('new', 0):,}  resolved "
+        f"{counts.get('resolved', 0):,}  waived {counts.get('waived', 0):,}"
+    )
+    for rule, count in counts.get("by_rule", {}).items():
+        console.print(f"  {rule:<16} {count:,}")
+
+
+FINDING_LIST_COLUMNS = [
+    "finding_id", "rule_id", "severity", "state", "asset_type", "pms_id", "marketing_id",
+    "asset_name", "org_code", "field", "owner", "age_days", "age_working_days", "waived_until",
+]
+
+
+@findings_app.command("list")
+def findings_list(
+    config: ConfigOption = None,
+    rule: Annotated[str | None, typer.Option(help="Only this rule id.")] = None,
+    org: Annotated[str | None, typer.Option(help="Only this org code and the units below it.")] = None,
+    type: Annotated[str | None, typer.Option("--type", help="substation, line or transformer.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="new, open (= new, open, reopened), reopened or resolved.")
+    ] = "open",
+    owner: Annotated[str | None, typer.Option(help="Only this owning department.")] = None,
+    since: Annotated[str | None, typer.Option(help="First seen on or after this date.")] = None,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """List findings from the state store, filtered.
+
+    Example: gridrecon findings list --rule ARCHIVE_OVERDUE --org 37401 --format csv
+    """
+    import datetime as dt
+
+    from . import api
+
+    loaded = _load(config)
+    since_date = _parse_date(since, "--since")
+    frame = api.list_findings(
+        loaded, rule=rule, org=org, asset_type=type, state=state, owner=owner,
+        since=dt.datetime.combine(since_date, dt.time(), loaded.timezone) if since_date else None,
+    )
+    frame["waived"] = frame["waiver_reason"].notna()
+    columns = FINDING_LIST_COLUMNS if format is OutputFormat.table else [
+        *FINDING_LIST_COLUMNS[:-1], "pms_value", "marketing_value", "detail", "first_seen",
+        "last_seen", "waived", "waiver_reason", "waived_by", "waived_until",
+    ]
+    _print_frame(frame, format, columns)
+
+
+@findings_app.command("show")
+def findings_show(
+    finding_id: Annotated[str, typer.Argument(help="The finding id.")],
+    config: ConfigOption = None,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """Show one finding with both systems' values, its waiver and its history.
+
+    Example: gridrecon findings show 3f2a9c0d1e4b5a6f
+    """
+    from . import api
+
+    record, history = api.show_finding(_load(config), finding_id)
+    if format is not OutputFormat.table:
+        record = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in record.items()}
+        record["history"] = [
+            {"run_id": r, "state": s, "at": a.isoformat()} for r, s, a in history.itertuples(index=False)
+        ]
+        _print_json(record)
+        return
+    console = _console()
+    for key in ("finding_id", "rule_id", "severity", "state", "asset_type", "pms_id",
+                "marketing_id", "asset_name", "org_code", "field", "pms_value",
+                "marketing_value", "detail", "owner", "first_seen", "last_seen", "age_days",
+                "age_working_days", "waiver_reason", "waived_by", "waived_until"):
+        value = record.get(key)
+        if value is not None and value == value:
+            console.print(f"{key:>17}  {value}")
+    for run_id, state, at in history.itertuples(index=False):
+        console.print(f"{'history':>17}  {at:%Y-%m-%d %H:%M}  {state:<9} run {run_id}")
+
+
+def _default_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@findings_app.command("waive")
+def findings_waive(
+    ids: Annotated[list[str] | None, typer.Argument(help="Finding ids to waive.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why the finding is acceptable.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="The waiver expires after this date (YYYY-MM-DD).")
+    ] = None,
+    by: Annotated[str | None, typer.Option(help="Who waives (default: your login name).")] = None,
+    from_csv: Annotated[
+        Path | None,
+        typer.Option("--from-csv", help="Waive every row of an edited findings.csv with a reason."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Waive findings: they stay out of open counts and --fail-on until the waiver expires.
+
+    Give ids with --reason, or --from-csv with the exported findings.csv to which a column named
+    reason (and optionally until, by) was added and filled in for the rows to waive.
+
+    Example: gridrecon findings waive 3f2a9c0d1e4b5a6f --reason "台区改造中" --until 2026-12-31
+    """
+    from . import api
+    from .core.errors import ConfigError
+    from .sync.waivers import parse_until
+
+    loaded = _load(config)
+    who = by or _default_user()
+    if from_csv is not None:
+        if ids:
+            raise ConfigError("give finding ids or --from-csv, not both")
+        count = api.waive_from_csv(loaded, from_csv, who)
+    else:
+        if not ids or not reason:
+            raise ConfigError("give one or more finding ids and --reason TEXT (or --from-csv FILE)")
+        count = api.waive(loaded, ids, reason, who, parse_until(until, "--until"))
+    typer.echo(f"waived {count} findings")
+
+
+@findings_app.command("unwaive")
+def findings_unwaive(
+    ids: Annotated[list[str], typer.Argument(help="Finding ids whose waiver to remove.")],
+    config: ConfigOption = None,
+) -> None:
+    """Remove waivers: the findings count as open again from the next run.
+
+    Example: gridrecon findings unwaive 3f2a9c0d1e4b5a6f
+    """
+    from . import api
+
+    count = api.unwaive(_load(config), ids)
+    typer.echo(f"removed {count} waivers")
 
 
 def main(argv: list[str] | None = None) -> None:

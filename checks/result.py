@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.errors import EXIT_FINDINGS, EXIT_OK
+from ..core.errors import EXIT_FINDINGS, EXIT_INCONCLUSIVE, EXIT_OK
 from .settings import SEVERITY_RANK
 
 OPEN_STATES = ("new", "open", "reopened")
@@ -68,15 +68,20 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        if self.status == "inconclusive":
+            return EXIT_INCONCLUSIVE
         return EXIT_FINDINGS if len(self.failing_findings()) else EXIT_OK
 
     def counts(self) -> dict[str, Any]:
         """Counts of open findings per rule, severity, asset type and org, and per state."""
         frame = self.open_findings
-        waived = self.findings[self.findings["waived"].astype(bool)]
+        current = self.findings[self.findings["state"].isin(OPEN_STATES)]
+        waived = current[current["waived"].astype(bool)]
         return {
             "open": len(frame),
             "waived": len(waived),
+            "resolved": int((self.findings["state"] == "resolved").sum()),
+            "new": int((self.findings["state"] == "new").sum()),
             "by_state": _count(self.findings, "state"),
             "by_rule": _count(frame, "rule_id"),
             "by_severity": _count(frame, "severity"),

@@ -45,6 +45,7 @@ class Config:
     state_url: URL
     report_dir: Path
     calendar_overrides: Path | None
+    min_row_share: float = 0.5
     rules: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -135,9 +136,13 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
 
     state = root.section("state", required=False)
     state_url_text = "sqlite:///gridrecon-state.sqlite"
+    min_row_share = 0.5
     if state is not None:
-        state.check_keys({"url"})
+        state.check_keys({"url", "min_row_share"})
         state_url_text = state.string("url", default=state_url_text)
+        min_row_share = state.number("min_row_share", 0.5)
+        if not 0 <= min_row_share <= 1:
+            raise ConfigError(f"{path}: 'state.min_row_share' must be between 0 and 1")
 
     report = root.section("report", required=False)
     report_dir = "gridrecon-reports"
@@ -162,6 +167,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         state_url=parse_url(state_url_text, base, path, "state.url"),
         report_dir=resolve_path(report_dir, base),
         calendar_overrides=overrides,
+        min_row_share=min_row_share,
         rules=rules.data if rules is not None else {},
         raw=data,
     )

@@ -49,7 +49,7 @@ def summary(result: RunResult) -> dict[str, Any]:
     return {
         "run_id": result.run_id,
         "status": result.status,
-        "exit_code": result.exit_code if result.status == "completed" else None,
+        "exit_code": result.exit_code,
         "as_of": result.as_of.isoformat(),
         "started_at": result.started_at.isoformat(),
         "finished_at": result.finished_at.isoformat() if result.finished_at else None,

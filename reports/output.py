@@ -26,6 +26,7 @@ RENDERERS: dict[str, Callable[[RunResult], str | bytes]] = {
 
 
 def write_run_folder(result: RunResult, report_dir: Path) -> Path:
+    """Write every rendering into <report_dir>/<run id>/ (latest/ is moved separately)."""
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -46,7 +47,6 @@ def write_run_folder(result: RunResult, report_dir: Path) -> Path:
             target.write_text(content, encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    point_latest(report_dir, result.run_id)
     return final
 
 

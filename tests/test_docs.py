@@ -9,15 +9,24 @@ from gridrecon.cli import app
 
 
 def command_names() -> list[str]:
+    """Every command, sub-commands as "runs list"."""
     import typer.main
 
-    group = typer.main.get_command(app)
-    return sorted(group.commands)  # type: ignore[attr-defined]
+    def walk(group, prefix: str) -> list[str]:
+        names = []
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                names += walk(command, f"{prefix}{name} ")
+            else:
+                names.append(prefix + name)
+        return names
+
+    return sorted(walk(typer.main.get_command(app), ""))
 
 
 def test_every_command_has_help_with_an_example() -> None:
     for name in command_names():
-        result = run_cli(name, "--help")
+        result = run_cli(*name.split(), "--help")
         assert result.code == 0, (name, result.stderr)
         assert "Example: gridrecon " + name in " ".join(result.stdout.split()), name
 

@@ -1,0 +1,1 @@
+"""Alembic migrations of the state store; applied by gridrecon itself before each use."""
