@@ -28,6 +28,21 @@ from .core.config import Config, display_url
 from .sync.matching import match_all
 
 
+TEST_PAUSE_VARIABLE = "GRIDRECON_TEST_PAUSE"
+
+
+def _test_pause(point: str) -> None:
+    """Fault-injection seam for the crash tests: GRIDRECON_TEST_PAUSE=before-commit:30 stops
+    the run there for 30 s (after announcing it on stderr) so a test can kill it at that point."""
+    import os
+    import sys
+
+    wanted, _, seconds = os.environ.get(TEST_PAUSE_VARIABLE, "").partition(":")
+    if wanted == point:
+        print(f"gridrecon: test pause at {point}", file=sys.stderr, flush=True)
+        time.sleep(float(seconds or 30))
+
+
 def today(config: Config) -> dt.date:
     return dt.datetime.now(config.timezone).date()
 
@@ -198,6 +213,7 @@ def run(
             result.finished_at = dt.datetime.now(config.timezone)
             persist.record_run(connection, result)
             folder = write_run_folder(result, config.report_dir)
+            _test_pause("before-commit")
         if result.status == "completed":
             point_latest(config.report_dir, result.run_id)
         return result, folder

@@ -166,6 +166,15 @@ def _render_run(result, folder: Path) -> None:
     console.print(
         f"run {result.run_id}  as of {result.as_of}  read {reads} (substations/lines/transformers)"
     )
+    if result.status == "inconclusive":
+        for note in result.notes:
+            typer.echo(f"gridrecon: {note}", err=True)
+        typer.echo(
+            "gridrecon: the run is inconclusive (exit 3): no finding was created or resolved; "
+            "check the sources, then run again",
+            err=True,
+        )
+        return
     table = Table("rule", "severity", "open", box=None, padding=(0, 2))
     severity = result.findings.drop_duplicates("rule_id").set_index("rule_id")["severity"]
     for rule, count in counts["by_rule"].items():
@@ -175,6 +184,8 @@ def _render_run(result, folder: Path) -> None:
     console.print(
         f"{counts['open']:,} open findings, {counts['waived']:,} waived; reports in {folder}"
     )
+    for note in result.notes:
+        console.print(note)
     failing = len(result.failing_findings())
     if failing:
         console.print(

@@ -128,16 +128,21 @@ def _headline(metrics: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
     return {a: _figures(total.loc[a]) for a in total.index}
 
 
+def listed_apart(findings: pd.DataFrame) -> pd.Series:
+    """Waived findings that would otherwise be open: counted and listed on their own."""
+    return findings["waived"].astype(bool) & findings["state"].isin(OPEN_STATES)
+
+
 def _counters(result: RunResult) -> dict[str, int]:
     findings = result.findings
-    unwaived = findings[~findings["waived"].astype(bool)]
-    counts = result.counts()
+    apart = listed_apart(findings)
+    states = findings.loc[~apart, "state"]
     return {
-        "open": counts["open"],
-        "new": int((unwaived["state"] == "new").sum()),
-        "reopened": int((unwaived["state"] == "reopened").sum()),
-        "resolved": int((unwaived["state"] == "resolved").sum()),
-        "waived": counts["waived"],
+        "open": int(states.isin(OPEN_STATES).sum()),
+        "new": int((states == "new").sum()),
+        "reopened": int((states == "reopened").sum()),
+        "resolved": int((states == "resolved").sum()),
+        "waived": int(apart.sum()),
     }
 
 
@@ -194,20 +199,19 @@ def _rule_order(findings: pd.DataFrame) -> list[str]:
 
 
 def _changes(findings: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per rule: new, reopened and resolved (unwaived) since the previous run; open; waived."""
-    waived = findings["waived"].astype(bool)
-    unwaived = findings[~waived]
+    """Per rule: new, reopened and resolved since the previous run; open; waived."""
+    apart = listed_apart(findings)
     rows = []
     for rule in _rule_order(findings):
-        mine = unwaived[unwaived["rule_id"] == rule]
-        states = mine["state"].value_counts()
+        mine = findings["rule_id"] == rule
+        states = findings.loc[mine & ~apart, "state"]
         rows.append({
             "rule_id": rule,
-            "new": int(states.get("new", 0)),
-            "reopened": int(states.get("reopened", 0)),
-            "resolved": int(states.get("resolved", 0)),
-            "open": int(mine["state"].isin(OPEN_STATES).sum()),
-            "waived": int((waived & (findings["rule_id"] == rule)).sum()),
+            "new": int((states == "new").sum()),
+            "reopened": int((states == "reopened").sum()),
+            "resolved": int((states == "resolved").sum()),
+            "open": int(states.isin(OPEN_STATES).sum()),
+            "waived": int((mine & apart).sum()),
         })
     return rows
 
@@ -302,6 +306,7 @@ def _table_data(
             codes[name] = [str(v) for v in values]
         elif name == "waived":
             columns[name] = [1 if w else 0 for w in column.astype(bool)]
+            columns["apart"] = [1 if a else 0 for a in listed_apart(frame)]
         else:
             columns[name] = column.astype(object).where(column.notna(), None).tolist()
     org_codes = set(codes.get("org_code", []))

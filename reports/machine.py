@@ -2,7 +2,8 @@
 
 findings.json is a JSON array of finding objects; findings.csv has the same fields as columns,
 UTF-8 with a BOM so Excel opens the Chinese text correctly. summary.json says what the run read,
-its counts and metrics, and the settings it ran with.
+its counts and metrics, and the settings it ran with. Text is cleaned of control characters in
+both, and a CSV cell that Excel would run as a formula starts with an apostrophe (sanitize.py).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import Any
 
 from ..checks.findings import FINDING_FIELDS
 from ..checks.result import RunResult
+from .sanitize import clean_value, csv_cell
 
 
 def finding_records(result: RunResult) -> list[dict[str, Any]]:
     frame = result.findings[FINDING_FIELDS]
     records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
     for record in records:
+        for key, value in record.items():
+            record[key] = clean_value(value)
         record["waived"] = bool(record["waived"])
     return records
 
@@ -41,7 +45,7 @@ def findings_csv(result: RunResult) -> bytes:
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return csv_cell(str(value))
 
 
 def summary(result: RunResult) -> dict[str, Any]:

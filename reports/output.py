@@ -14,14 +14,19 @@ from pathlib import Path
 from ..checks.result import RunResult
 from ..core.errors import ConfigError
 from . import machine
+from .html import render_html
+from .xlsx import render_xlsx
 
 LATEST = "latest"
 
-# file name -> renderer; later formats (xlsx, html) register here too
+# file name -> renderer. The reports for people use their defaults (Chinese, a sheet per rule);
+# `gridrecon report RUN` renders other languages and groupings on demand.
 RENDERERS: dict[str, Callable[[RunResult], str | bytes]] = {
     "findings.json": machine.findings_json,
     "findings.csv": machine.findings_csv,
     "summary.json": machine.summary_json,
+    "findings.xlsx": render_xlsx,
+    "report.html": render_html,
 }
 
 
