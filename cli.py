@@ -359,6 +359,8 @@ def _print_frame(frame, format: OutputFormat, columns: list[str], title: str | N
     def plain(value):
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return None
+        if isinstance(value, bool) and format is OutputFormat.csv:
+            return "true" if value else "false"
         if hasattr(value, "isoformat"):
             return value.isoformat()
         return value.item() if hasattr(value, "item") else value

@@ -8,8 +8,8 @@ write to, so every report treats them as hostile:
   can make a name display as something else (U+202A–U+202E, U+2066–U+2069), and the
   non-characters U+FFFE/U+FFFF that XML cannot hold. A carriage return becomes a newline; a lone
   surrogate (undecodable input) becomes U+FFFD.
-- **Formula injection** (a cell starting with `=`, `+`, `-`, `@`, tab or carriage return, or
-  their full-width forms that Chinese input methods type, is run as a formula by Excel or
+- **Formula injection** (a cell starting with `=`, `+`, `-`, `@`, tab, carriage return or
+  newline, or their full-width forms that Chinese input methods type, is run as a formula by Excel or
   LibreOffice): in findings.csv such a value gets a leading apostrophe `'`, the OWASP
   recommendation, because CSV has no cell types. In findings.xlsx the text is written unchanged as
   a string cell (never a formula) with Excel's "quote prefix" style, which is how Excel itself
@@ -41,7 +41,7 @@ _NEEDS_CLEANING = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffe\uffff\ud800-\udfff]"
 )
 
-FORMULA_STARTS = frozenset("=+-@\t\r＝＋－＠")
+FORMULA_STARTS = frozenset("=+-@\t\r\n＝＋－＠")
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 XLSX_CELL_LIMIT = 32_767

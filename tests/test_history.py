@@ -21,13 +21,20 @@ from gridrecon import api
 from gridrecon.core.config import load_config
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
 def store_config(request, tmp_path: Path) -> str:
-    """The [state] section: a SQLite file, or a fresh PostgreSQL database."""
+    """The [state] section: a SQLite file, or a fresh PostgreSQL or MariaDB database."""
     if request.param == "sqlite":
         return '[state]\nurl = "sqlite:///state.sqlite"\n'
-    url = request.getfixturevalue("pg_database")
-    return f'[state]\nurl = "{url}"\n'
+    if request.param == "postgresql":
+        return f'[state]\nurl = "{request.getfixturevalue("pg_database")}"\n'
+    return f'[state]\nurl = "{request.getfixturevalue("mariadb_database")}?charset=utf8mb4"\n'
 
 
 def run(grid: Grid, store_config: str, as_of: dt.date = AS_OF, fail_on: str | None = None):
@@ -159,11 +166,26 @@ def _store_dump(url: str) -> dict[str, list]:
         engine.dispose()
 
 
-def test_a_truncated_source_makes_the_run_inconclusive_and_changes_no_finding(tmp_path) -> None:
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def _sample_with_store(tmp_path: Path, backend: str, request) -> tuple[Path, str]:
+    """A copy of the sample with a SQLite or PostgreSQL state store; config path and store URL."""
     config = _copy_sample(tmp_path)
+    if backend == "sqlite":
+        return config, f"sqlite:///{tmp_path / 'gridrecon-state.sqlite'}"
+    store_url = request.getfixturevalue("pg_database")
+    config.write_text(config.read_text() + f'[state]\nurl = "{store_url}"\n', encoding="utf-8")
+    return config, store_url
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_truncated_source_makes_the_run_inconclusive_and_changes_no_finding(
+    tmp_path, backend, request
+) -> None:
+    config, store_url = _sample_with_store(tmp_path, backend, request)
     first = run_cli("run", "--config", str(config), "--as-of", "2026-11-20")
     assert first.code == 0, first.stderr
-    store_url = f"sqlite:///{tmp_path / 'gridrecon-state.sqlite'}"
     before = _store_dump(store_url)
     latest_before = (tmp_path / "reports" / "latest").resolve()
 
@@ -221,13 +243,9 @@ def _start_paused_run(config: Path, env: dict[str, str] | None = None) -> subpro
     return process
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_run_killed_before_its_commit_leaves_the_store_as_it_was(tmp_path, backend, request) -> None:
-    config = _copy_sample(tmp_path)
-    store_url = f"sqlite:///{tmp_path / 'gridrecon-state.sqlite'}"
-    if backend == "postgresql":
-        store_url = request.getfixturevalue("pg_database")
-        config.write_text(config.read_text() + f'[state]\nurl = "{store_url}"\n', encoding="utf-8")
+    config, store_url = _sample_with_store(tmp_path, backend, request)
     assert run_cli("run", "--config", str(config), "--as-of", "2026-11-20").code == 0
     with sqlite3.connect(tmp_path / "marketing.sqlite") as connection:  # something to change
         connection.execute("UPDATE G_TRAN SET PLATE_CAP = 1 WHERE EQUIP_ID = 9400000014")
