@@ -348,6 +348,8 @@ findings_app = typer.Typer(
 )
 app.add_typer(runs_app, name="runs")
 app.add_typer(findings_app, name="findings")
+from .schedule.commands import schedule_app  # noqa: E402
+app.add_typer(schedule_app, name="schedule")
 
 
 def _print_frame(frame, format: OutputFormat, columns: list[str], title: str | None = None) -> None:
@@ -587,6 +589,160 @@ def findings_unwaive(
 
     count = api.unwaive(_load(config), ids)
     typer.echo(f"removed {count} waivers")
+
+
+check_app = typer.Typer(help="Ask about one asset now, by key lookups.", no_args_is_help=True)
+app.add_typer(check_app, name="check")
+
+AssetTypeOption = Annotated[
+    str | None, typer.Option("--type", help="substation, line or transformer.", show_default=False)
+]
+
+
+@check_app.command("asset")
+def check_asset(
+    query: Annotated[str, typer.Argument(help="A PMS id, a marketing id, or part of a name.")],
+    type: AssetTypeOption = None,
+    config: ConfigOption = None,
+    as_of: AsOfOption = None,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """Why is this asset (not) in step? Both systems' records side by side, its deadline, every
+    rule's verdict and the finding history, read by key — no full pull.
+
+    Example: gridrecon check asset 9400000008
+    """
+    from . import adhoc
+    from .core.errors import ConfigError
+
+    if type is not None and type not in ("substation", "line", "transformer"):
+        raise ConfigError(f"--type must be substation, line or transformer, got '{type}'")
+    result = adhoc.check_asset(_load(config), query, type, _parse_date(as_of, "--as-of"))
+    if result.choices or result.asset_type is None:
+        if not result.choices:
+            raise ConfigError(f"no asset matches '{query}' in either system")
+        typer.echo(f"'{query}' matches {len(result.choices)} assets; ask again with one of the ids:")
+        _print_frame(__import__("pandas").DataFrame(result.choices), format,
+                     ["asset_type", "pms_id", "marketing_id", "name", "org_code"])
+        raise typer.Exit(0)
+    if format is not OutputFormat.table:
+        _print_json(_check_json(result))
+        return
+    _render_check(result)
+
+
+def _check_json(result) -> dict:
+    def records(frame, columns):
+        if frame is None or frame.empty:
+            return []
+        shown = frame[columns].astype(object).where(frame[columns].notna(), None)
+        return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                for r in shown.to_dict(orient="records")]
+
+    fields = ["source_id", "pms_id", "name", "voltage_kv", "capacity_kva", "parent_source_id",
+              "org_code", "status", "commissioned_on", "recorded_at", "updated_at", "source_table"]
+    return {
+        "asset_type": result.asset_type,
+        "pms_id": result.pms_id,
+        "as_of": result.as_of.isoformat(),
+        "deadline": result.deadline.isoformat() if result.deadline else None,
+        "working_days_elapsed": result.working_days_elapsed,
+        "pms": records(result.pms, fields),
+        "marketing": records(result.marketing, fields),
+        "parents": result.parents,
+        "verdicts": result.verdicts,
+        "history": records(result.history, ["finding_id", "rule_id", "state", "field",
+                                            "first_seen", "last_seen"]),
+        "rows_fetched": result.rows_fetched,
+    }
+
+
+def _render_check(result) -> None:
+    from rich.table import Table
+
+    console = _console()
+    fields = ["source_id", "pms_id", "name", "voltage_kv", "capacity_kva", "parent_source_id",
+              "org_code", "status", "commissioned_on", "recorded_at", "source_table"]
+    columns = [("PMS", row) for row in result.pms.to_dict("records")]
+    columns += [("marketing", row) for row in result.marketing.to_dict("records")]
+    table = Table("field", *(title for title, _ in columns), box=None, padding=(0, 2),
+                  title=f"{result.asset_type} {result.pms_id or ''}")
+    for name in fields:
+        cells = []
+        for _, row in columns:
+            value = row.get(name)
+            if value is None or value != value:
+                cells.append("")
+            elif hasattr(value, "strftime"):
+                cells.append(value.strftime("%Y-%m-%d %H:%M" if name == "recorded_at" else "%Y-%m-%d"))
+            elif isinstance(value, float):
+                cells.append(f"{value:g}")
+            else:
+                cells.append(str(value))
+        table.add_row(name, *cells)
+    console.print(table)
+    if not len(result.pms):
+        console.print("PMS: no record with this id")
+    if not len(result.marketing):
+        console.print("marketing: no record links to this PMS id")
+    for parent in result.parents:
+        console.print(
+            f"parent ({parent['system']}) {parent['asset_type']} {parent['source_id']} "
+            f"{parent['name'] or '— not found'}"
+        )
+    if result.deadline:
+        console.print(
+            f"as of {result.as_of}: deadline {result.deadline}, "
+            f"{result.working_days_elapsed} working days since commissioning"
+        )
+    for rule, details in result.verdicts.items():
+        if details:
+            for detail in details:
+                console.print(f"  {rule:<16} {detail}", style="red")
+        else:
+            console.print(f"  {rule:<16} ok")
+    for row in result.history.to_dict("records") if len(result.history) else []:
+        console.print(
+            f"  history: {row['rule_id']} {row['field'] or ''} {row['state']}, first seen "
+            f"{row['first_seen']:%Y-%m-%d}, last seen {row['last_seen']:%Y-%m-%d}"
+        )
+    console.print(f"({result.rows_fetched} rows fetched)")
+
+
+@app.command()
+def diff(
+    type: Annotated[str, typer.Option("--type", help="substation, line or transformer.")],
+    org: Annotated[
+        str | None, typer.Option(help="Only this org code and the units below it.")
+    ] = None,
+    config: ConfigOption = None,
+    as_of: AsOfOption = None,
+    format: FormatOption = OutputFormat.table,
+) -> None:
+    """Reconcile one asset type (and org) now, filtered in the source queries; nothing is stored.
+
+    Example: gridrecon diff --type transformer --org 3740101 --as-of 2026-11-20
+    """
+    from . import adhoc
+    from .core.errors import ConfigError
+
+    if type not in ("substation", "line", "transformer"):
+        raise ConfigError(f"--type must be substation, line or transformer, got '{type}'")
+    result = adhoc.diff(_load(config), type, org, _parse_date(as_of, "--as-of"))
+    if format is not OutputFormat.table:
+        from .checks.findings import FINDING_FIELDS
+
+        _print_frame(result.findings, format, [f for f in FINDING_FIELDS if f not in (
+            "state", "first_seen", "last_seen", "waived")])
+        return
+    _print_frame(result.findings, format,
+                 ["rule_id", "severity", "pms_id", "marketing_id", "asset_name", "org_code",
+                  "field", "pms_value", "marketing_value"])
+    counts = result.counts()
+    typer.echo(
+        f"{counts['open']} findings for {type}s" + (f" of org {org}" if org else "")
+        + f" as of {result.as_of}; " + ", ".join(f"{r} {n}" for r, n in counts["by_rule"].items())
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -248,8 +248,11 @@ class Judge:
         for org, voltage, key in zip(
             unlinked["org_code"], unlinked["voltage_kv"], unlinked["name_key"], strict=True
         ):
+            if limit == 0:
+                details.append("no PMS id stored; candidates not searched")
+                continue
             group = groups.get((org, voltage))
-            if group is None or limit == 0 or not isinstance(key, str):
+            if group is None or not isinstance(key, str):
                 details.append("no PMS record with the same org and voltage")
                 continue
             scores = [difflib.SequenceMatcher(None, key, other).ratio() for other in group["name_key"]]

@@ -125,16 +125,26 @@ def resolve(source: Source, asset_types: Iterable[str] = ASSET_TYPES) -> Resolve
 
 
 def select_rows(
-    source: Source, resolved: ResolvedTable, labelled: list[tuple[str, str]], where: Any
-) -> sa.Select:
-    """SELECT mapped columns AS labels FROM table WHERE column IN (values) AND ..."""
-    named = [c for c, _ in labelled] + [c for c, _ in where]
+    source: Source,
+    resolved: ResolvedTable,
+    labelled: list[tuple[str, str]],
+    where: Any,
+    also: list[str] = (),
+) -> tuple[sa.Select, sa.TableClause]:
+    """SELECT mapped columns AS labels FROM table WHERE column IN (values) AND ...
+
+    Returns the table construct too, for further conditions on the same FROM (`also` names the
+    extra columns those conditions use).
+    """
+    named = [c for c, _ in labelled] + [c for c, _ in where] + list(also)
     columns = list(dict.fromkeys(resolved.column(c) for c in named))
     table = source.table(resolved.name, columns)
     statement = sa.select(*(table.c[resolved.column(c)].label(label) for c, label in labelled))
     for column, values in where:
-        statement = statement.where(table.c[resolved.column(column)].in_(list(values)))
-    return statement
+        statement = statement.where(
+            source.matching(table, resolved.name, resolved.column(column), list(values))
+        )
+    return statement, table
 
 
 def stream(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
@@ -145,25 +155,40 @@ def stream(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
         ).execute(statement)
         keys = list(result.keys())
         for partition in result.partitions():
+            source.rows_fetched += len(partition)
             yield pd.DataFrame.from_records(partition, columns=keys, coerce_float=False)
 
 
-def _table_statement(source: Source, resolver: Resolver, spec: TableSpec) -> sa.Select:
+def _table_statement(
+    source: Source,
+    resolver: Resolver,
+    spec: TableSpec,
+    selection: Selection | None = None,
+    org_map: dict[str, str] | None = None,
+) -> sa.Select | None:
+    """The SELECT of one mapped table; None when a selection cannot match this table."""
     resolved = resolver.tables[spec.table.casefold()]
     labelled = [(f.column, f.name) for f in spec.fields]
     if spec.parent_column:
         labelled.append((spec.parent_column, "_parent_start"))
-    return select_rows(source, resolved, labelled, spec.where)
+    statement, table = select_rows(source, resolved, labelled, spec.where)
+    if selection is None:
+        return statement
+    condition = _selected(source, resolved, table, spec, selection, org_map)
+    return None if condition is None else statement.where(condition)
 
 
-def read_relation(source: Source, resolver: Resolver, hop: Hop) -> pd.Series:
-    """One hop of a parent path as a lookup: from-key -> to-key.
+def read_relation(
+    source: Source, resolver: Resolver, hop: Hop, keys: list[str] | None = None
+) -> pd.Series:
+    """One hop of a parent path as a lookup: from-key -> to-key (only for `keys`, if given).
 
     A key related to several parents takes the smallest, so a read is deterministic.
     """
     resolved = resolver.tables[hop.table.casefold()]
-    statement = select_rows(
-        source, resolved, [(hop.from_column, "key"), (hop.to_column, "value")], hop.where
+    where = hop.where + (((hop.from_column, tuple(keys)),) if keys is not None else ())
+    statement, _ = select_rows(
+        source, resolved, [(hop.from_column, "key"), (hop.to_column, "value")], where
     )
     parts = [
         pd.DataFrame({"key": normalize_ids(c["key"]), "value": normalize_ids(c["value"])})
@@ -174,12 +199,50 @@ def read_relation(source: Source, resolver: Resolver, hop: Hop) -> pd.Series:
     return pairs.set_index("key")["value"]
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Read only the records whose canonical `field` is one of `values` (a slice, not a pull).
+
+    field: source_id or pms_id (exact keys), name (values are fragments: contains), or
+    org_code (values are org-code prefixes: 37401 selects 37401 and the counties below it).
+    """
+
+    field: str
+    values: tuple[str, ...]
+
+
+def _selected(
+    source: Source,
+    resolved: ResolvedTable,
+    table: sa.TableClause,
+    spec: TableSpec,
+    selection: Selection,
+    org_map: dict[str, str] | None,
+) -> Any:
+    """The WHERE condition of a selection on one table, or None if the table cannot match."""
+    field_spec = spec.field(selection.field)
+    if selection.field == "pms_id" and source.system == "pms":
+        field_spec = spec.field("source_id")
+    if field_spec is None:
+        return None
+    name = resolved.column(field_spec.column)
+    if selection.field == "name":
+        return sa.or_(*(table.c[name].contains(v, autoescape=True) for v in selection.values))
+    if selection.field == "org_code":
+        if field_spec.org_map:
+            units = [u for u, org in (org_map or {}).items() if org.startswith(selection.values)]
+            return source.matching(table, resolved.name, name, units)
+        return sa.or_(*(table.c[name].startswith(v, autoescape=True) for v in selection.values))
+    return source.matching(table, resolved.name, name, list(selection.values))
+
+
 def read_asset(
     source: Source,
     resolver: Resolver,
     asset_type: str,
     org_map: dict[str, str] | None,
     zone: ZoneInfo,
+    selection: Selection | None = None,
 ) -> AssetRead:
     started = time.monotonic()
     mapping: Mapping = source.mapping
@@ -187,14 +250,21 @@ def read_asset(
     chunks: list[pd.DataFrame] = []
     rows_by_table: dict[str, int] = {}
     for spec in asset.tables:
+        statement = _table_statement(source, resolver, spec, selection, org_map)
+        if statement is None:
+            continue
         count = 0
-        for raw in stream(source, _table_statement(source, resolver, spec)):
+        for raw in stream(source, statement):
             count += len(raw)
             chunks.append(normalize_chunk(source.system, raw, spec, asset, mapping.codes, org_map, zone))
         rows_by_table[spec.table] = count
     records = pd.concat(chunks, ignore_index=True) if chunks else empty_frame(zone)
     for hop in asset.hops:
-        parents = read_relation(source, resolver, hop)
+        # a slice follows only its own records' relations; a pull reads the whole relation
+        keys = None
+        if selection is not None:
+            keys = sorted(records["parent_source_id"].dropna().unique())
+        parents = read_relation(source, resolver, hop, keys)
         records["parent_source_id"] = lookup(records["parent_source_id"], parents).astype("str")
     return AssetRead(
         system=source.system,
@@ -217,7 +287,9 @@ def load_org_map(mapping: Mapping, sources: dict[str, Source]) -> dict[str, str]
     resolver.org_map(spec)
     raise_problems(mapping, resolver.problems)
     resolved = resolver.tables[spec.table.casefold()]
-    statement = select_rows(source, resolved, [(spec.key, "key"), (spec.value, "value")], spec.where)
+    statement, _ = select_rows(
+        source, resolved, [(spec.key, "key"), (spec.value, "value")], spec.where
+    )
     lookup: dict[str, str] = {}
     for chunk in stream(source, statement):
         keys, values = normalize_ids(chunk["key"]), normalize_ids(chunk["value"])
@@ -240,7 +312,7 @@ def load_org_tree(source: Source) -> pd.DataFrame:
     labelled = [(spec.code, "org_code"), (spec.name, "org_name")]
     if spec.parent:
         labelled.append((spec.parent, "parent_code"))
-    parts = list(stream(source, select_rows(source, resolved, labelled, spec.where)))
+    parts = list(stream(source, select_rows(source, resolved, labelled, spec.where)[0]))
     tree = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ORG_TREE_COLUMNS)
     tree["org_code"] = normalize_ids(tree["org_code"])
     tree["org_name"] = clean_text(tree["org_name"])

@@ -12,6 +12,8 @@ import difflib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -42,6 +44,8 @@ class Source:
         self._engine: Engine | None = None
         self._tables: dict[str, str] | None = None  # casefolded name -> database spelling
         self._columns: dict[str, dict[str, str]] = {}
+        self._types: dict[tuple[str, str], sa.types.TypeEngine] = {}
+        self.rows_fetched = 0  # every row any query returned: key lookups are checked by it
         self._schema: str | None = None
 
     @property
@@ -157,7 +161,37 @@ class Source:
             self._columns[table] = {}
             for column in columns:
                 self._columns[table].setdefault(column["name"].casefold(), column["name"])
+                self._types[(table, column["name"])] = column["type"]
         return self._columns[table]
+
+    def column_type(self, table: str, column: str) -> sa.types.TypeEngine:
+        self.column_names(table)
+        return self._types.get((table, column), sa.types.NullType())
+
+    def matching(self, table: sa.TableClause, name: str, column: str, values: list[Any]):
+        """`column IN (values)`, with values bound as the column's own type.
+
+        Mapping values are text ('03') and keys are canonical text ('9100000003'); compared
+        with a NUMBER column as text, PostgreSQL refuses the query. Values that cannot be of
+        the column's type cannot match it and are left out.
+        """
+        column_type = self.column_type(name, column)
+        try:
+            python_type = column_type.python_type
+        except NotImplementedError:
+            python_type = str
+        coerced = []
+        for value in values:
+            try:
+                if python_type in (int, float, Decimal) and not isinstance(value, python_type):
+                    value = python_type(str(value).strip())
+                elif python_type is str and not isinstance(value, str):
+                    value = str(value)
+            except (ValueError, ArithmeticError):
+                continue
+            coerced.append(value)
+        typed = sa.type_coerce(table.c[column], column_type)
+        return typed.in_(coerced) if coerced else sa.false()
 
     def _schema_text(self) -> str:
         return f" (schema {self.schema})" if self.config.schema else ""

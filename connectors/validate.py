@@ -120,7 +120,7 @@ def _inspect_table(
     result: SourceValidation,
 ) -> None:
     resolved = resolver.tables[spec.table.casefold()]
-    counted = select_rows(source, resolved, [(spec.fields[0].column, "k")], spec.where)
+    counted, _ = select_rows(source, resolved, [(spec.fields[0].column, "k")], spec.where)
     count_statement = sa.select(sa.func.count()).select_from(counted.subquery())
     with source.connect() as connection:
         result.tables.append(
@@ -134,7 +134,7 @@ def _inspect_table(
                 known = set(org_map)
             if known is None:
                 continue
-            values = select_rows(source, resolved, [(field_spec.column, "v")], spec.where)
+            values, _ = select_rows(source, resolved, [(field_spec.column, "v")], spec.where)
             grouped = values.subquery()
             statement = sa.select(grouped.c.v, sa.func.count()).group_by(grouped.c.v)
             seen = pd.DataFrame(connection.execute(statement).all(), columns=["v", "n"])
