@@ -89,7 +89,7 @@ def _console():
 
     # markup off: names, URLs and messages are data, and "[pms]" or "<script>" must print as is.
     # Piped into a file or a mail, lines are not cut at 80 columns.
-    width = None if sys.stdout.isatty() else 200
+    width = None if sys.stdout.isatty() else 1000
     return Console(markup=False, highlight=False, width=width)
 
 
@@ -381,7 +381,10 @@ def _print_frame(frame, format: OutputFormat, columns: list[str], title: str | N
         return
     from rich.table import Table
 
-    table = Table(*columns, box=None, padding=(0, 2), title=title)
+    table = Table(box=None, padding=(0, 2), title=title)
+    for column in columns:
+        # ids are copied from here into the next command: wrap them, never cut them with "…"
+        table.add_column(column, overflow="fold")
     for record in records:
         table.add_row(*("" if record[c] is None else str(record[c]) for c in columns))
     _console().print(table)
