@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,8 +26,11 @@ from .checks.settings import RuleSettings
 from .connectors.mapping import ASSET_TYPES, Mapping
 from .connectors.reader import SourceRead, load_org_tree, open_sources, read_source
 from .core.config import Config, display_url
+from .core.errors import GridreconError
 from .sync.matching import match_all
 
+
+log = logging.getLogger("gridrecon")
 
 TEST_PAUSE_VARIABLE = "GRIDRECON_TEST_PAUSE"
 
@@ -193,13 +197,23 @@ def run(
     calendar = WorkingCalendar.load(config.calendar_overrides)
     as_of = as_of or today(config)
     store = StateStore(config.state_url)
+    began = time.monotonic()
     try:
         store.ensure_schema()
         started_at = dt.datetime.now(config.timezone)
         run_id = new_run_id(started_at)
         with store.lock(run_id), store.transaction() as connection:
+            log.info("run started", extra={"event": "run_started", "run_id": run_id,
+                                           "as_of": as_of.isoformat()})
             previous = store.previous_completed(connection)
             pulled = pull(config)
+            for system, summary in pulled.summaries.items():
+                log.info(
+                    "%s rows read from %s: %s", system, summary.url,
+                    ", ".join(f"{t} {n}" for t, n in summary.rows.items()),
+                    extra={"event": "rows_read", "run_id": run_id, "system": system,
+                           "source": summary.url, "rows": summary.rows},
+                )
             broken = persist.broken_sources(pulled.summaries, previous, config.min_row_share)
             if broken:
                 result = persist.inconclusive_result(
@@ -216,7 +230,20 @@ def run(
             _test_pause("before-commit")
         if result.status == "completed":
             point_latest(config.report_dir, result.run_id)
+        counts = result.counts()
+        log.info(
+            "run ended: %s, exit %d, %.1f s, open findings by severity %s",
+            result.status, result.exit_code, time.monotonic() - began, counts["by_severity"],
+            extra={"event": "run_ended", "run_id": result.run_id, "status": result.status,
+                   "exit_code": result.exit_code, "duration_s": round(time.monotonic() - began, 3),
+                   "by_severity": counts["by_severity"], "open": counts["open"]},
+        )
         return result, folder
+    except GridreconError as exc:
+        log.error("run failed: %s", exc.message, extra={
+            "event": "run_failed", "exit_code": exc.exit_code,
+            "duration_s": round(time.monotonic() - began, 3)})
+        raise
     finally:
         store.dispose()
 
