@@ -31,6 +31,9 @@ from .sync.matching import match_all
 
 
 log = logging.getLogger("gridrecon")
+# A library logs; the application decides where to (the scheduler does; `gridrecon run` prints
+# its own messages). Without this, Python's last-resort handler would echo errors to stderr.
+log.addHandler(logging.NullHandler())
 
 TEST_PAUSE_VARIABLE = "GRIDRECON_TEST_PAUSE"
 

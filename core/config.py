@@ -36,6 +36,27 @@ class SourceConfig:
     chunk_size: int = DEFAULT_CHUNK_SIZE
 
 
+_SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """[schedule]: when `gridrecon schedule` runs, where it logs, whom it tells (schedule/)."""
+
+    # 5 fields (minute hour day month weekday, weekday 0/7 = Sunday as in crontab), or 6 with
+    # seconds first (for tests and demos)
+    cron: str = "0 2 * * *"
+    timezone: ZoneInfo = _SHANGHAI  # parse_config's default: the config's timezone
+    misfire_grace_seconds: int = 86_400  # a fire time missed while down still runs within this
+    log_file: Path | None = None
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+    on_failure: tuple[str, ...] = ()  # argv, no shell; gets the summary JSON on stdin
+    on_findings: tuple[str, ...] = ()
+    on_findings_min_severity: str = "error"
+    hook_timeout_seconds: int = 60
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -48,6 +69,7 @@ class Config:
     min_row_share: float = 0.5
     rules: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def source(self, system: str) -> SourceConfig:
         return self.pms if system == "pms" else self.marketing
@@ -101,7 +123,7 @@ def resolve_path(text: str, base: Path) -> Path:
 
 
 _SOURCE_KEYS = {"url", "mapping", "schema", "chunk_size"}
-_TOP_KEYS = {"timezone", "pms", "marketing", "state", "report", "calendar", "rules"}
+_TOP_KEYS = {"timezone", "pms", "marketing", "state", "report", "calendar", "rules", "schedule"}
 
 
 def _parse_source(root: Section, system: str, default_mapping: str, base: Path) -> SourceConfig:
@@ -118,6 +140,64 @@ def _parse_source(root: Section, system: str, default_mapping: str, base: Path) 
         mapping=mapping,
         schema=section.string("schema"),
         chunk_size=section.integer("chunk_size", DEFAULT_CHUNK_SIZE, minimum=100),
+    )
+
+
+_SCHEDULE_KEYS = {
+    "cron", "timezone", "misfire_grace_seconds", "log_file", "log_max_bytes", "log_backups",
+    "on_failure", "on_findings", "on_findings_min_severity", "hook_timeout_seconds",
+}
+
+
+def _parse_schedule(root: Section, zone: ZoneInfo, base: Path) -> ScheduleConfig:
+    """[schedule]; the cron expression itself is checked by the scheduler, which knows cron."""
+    section = root.section("schedule", required=False)
+    if section is None:
+        return ScheduleConfig(timezone=zone)
+    section.check_keys(_SCHEDULE_KEYS)
+    cron = " ".join(section.string("cron", default=ScheduleConfig.cron).split())
+    if len(cron.split()) not in (5, 6):
+        raise section.fail(
+            f"'schedule.cron' must have 5 fields (minute hour day month weekday) or 6 (second "
+            f"first), got '{cron}'"
+        )
+    zone_name = section.string("timezone")
+    if zone_name is not None:
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise section.fail(
+                f"'schedule.timezone' '{zone_name}' is not an IANA time zone (e.g. Asia/Shanghai)"
+            ) from None
+    severity = section.string("on_findings_min_severity", default="error")
+    if severity not in ("info", "warning", "error"):
+        raise section.fail(
+            f"'schedule.on_findings_min_severity' must be info, warning or error, got '{severity}'"
+        )
+
+    def command(key: str) -> tuple[str, ...]:
+        argv = list(section.string_list(key))
+        if key in section.data and (not argv or not all(a.strip() for a in argv)):
+            raise section.fail(
+                f"'schedule.{key}' must be a command as a list of non-empty strings, "
+                'e.g. ["/usr/local/bin/page-oncall", "--team", "grid"]'
+            )
+        if argv and "/" in argv[0]:  # a path, not a name looked up in PATH
+            argv[0] = str(resolve_path(argv[0], base))
+        return tuple(argv)
+
+    log_file = section.string("log_file")
+    return ScheduleConfig(
+        cron=cron,
+        timezone=zone,
+        misfire_grace_seconds=section.integer("misfire_grace_seconds", 86_400, minimum=1),
+        log_file=resolve_path(log_file, base) if log_file else None,
+        log_max_bytes=section.integer("log_max_bytes", 10 * 1024 * 1024, minimum=1024),
+        log_backups=section.integer("log_backups", 5, minimum=0),
+        on_failure=command("on_failure"),
+        on_findings=command("on_findings"),
+        on_findings_min_severity=severity,
+        hook_timeout_seconds=section.integer("hook_timeout_seconds", 60, minimum=1),
     )
 
 
@@ -170,4 +250,5 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         min_row_share=min_row_share,
         rules=rules.data if rules is not None else {},
         raw=data,
+        schedule=_parse_schedule(root, zone, base),
     )
