@@ -137,7 +137,8 @@ def run(
 ) -> None:
     """Run one reconciliation: pull both systems, match, judge, write the reports.
 
-    Writes findings.json, findings.csv and summary.json into <report dir>/<run id>/ and points
+    Writes findings.json, findings.csv, findings.xlsx, report.html and summary.json into
+    <report dir>/<run id>/ and points
     <report dir>/latest at it. Exit codes: 0 done, 1 findings at or above --fail-on, 2 bad input,
     3 inconclusive, 130 interrupted.
 
@@ -746,6 +747,54 @@ def diff(
         f"{counts['open']} findings for {type}s" + (f" of org {org}" if org else "")
         + f" as of {result.as_of}; " + ", ".join(f"{r} {n}" for r, n in counts["by_rule"].items())
     )
+
+
+class ReportFormat(str, Enum):
+    html = "html"
+    xlsx = "xlsx"
+    csv = "csv"
+    json = "json"
+
+
+class ReportBy(str, Enum):
+    rule = "rule"
+    org = "org"
+
+
+class Lang(str, Enum):
+    zh = "zh"
+    en = "en"
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="A run id, or 'latest'.")],
+    format: Annotated[ReportFormat, typer.Option("--format", "-f", help="What to render.")] = (
+        ReportFormat.html
+    ),
+    by: Annotated[ReportBy, typer.Option(help="xlsx work queues: one sheet per rule or per org.")] = (
+        ReportBy.rule
+    ),
+    lang: Annotated[Lang, typer.Option(help="Labels in Chinese or English.")] = Lang.zh,
+    out: Annotated[
+        Path | None, typer.Option(help="Write here (default: report.<format> in the run folder).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Render a stored run again, in any format and language, from its own files.
+
+    Example: gridrecon report latest --format xlsx --by org --out 各单位问题清单.xlsx
+    """
+    from .reports import render
+    from .reports.stored import load_run, run_folder
+
+    loaded = _load(config)
+    result = load_run(loaded.report_dir, run)
+    content = render(result, format.value, by=by.value, lang=lang.value)
+    target = out or run_folder(loaded.report_dir, run) / f"report-{lang.value}-{by.value}.{format.value}"
+    data = content if isinstance(content, bytes) else content.encode("utf-8")
+    target.write_bytes(data)
+    typer.echo(f"wrote {target}")
 
 
 def main(argv: list[str] | None = None) -> None:

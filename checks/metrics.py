@@ -120,7 +120,7 @@ def compute_metrics(
 
 
 def _roll_up(counts: pd.DataFrame, parents: dict[str, str]) -> pd.DataFrame:
-    """Each ancestor's counts: the sum over the orgs below it (a city over its counties)."""
+    """Each ancestor's counts: its own plus the orgs' below it (a city and its counties)."""
     totals: dict[str, pd.Series] = {}
     for org, row in counts.iterrows():
         seen = {org}
@@ -131,6 +131,9 @@ def _roll_up(counts: pd.DataFrame, parents: dict[str, str]) -> pd.DataFrame:
             ancestor = parents.get(ancestor)
     if not totals:
         return counts.iloc[0:0]
+    for org in totals:  # a city company's total includes what it owns itself
+        if org in counts.index:
+            totals[org] = totals[org] + counts.loc[org]
     return pd.DataFrame(totals).T.astype("int64").sort_index()
 
 

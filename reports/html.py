@@ -161,15 +161,17 @@ def _org_rows(
 
     def add(code: str, scope: str, level: int, parent: str | None, kind: str) -> None:
         per_type = by_key.get((code, scope), {})
-        rows.append({
-            "code": code,
-            "name": names.get(code, code),
-            "scope": scope,
-            "level": level,
-            "parent": parent,
-            "kind": kind,  # total | group | own | org
-            "figures": {a: _figures(per_type.get(a)) for a in ASSET_TYPES},
-        })
+        rows.append(
+            {
+                "code": code,
+                "name": names.get(code, code),
+                "scope": scope,
+                "level": level,
+                "parent": parent,
+                "kind": kind,  # total | group | own | org
+                "figures": {a: _figures(per_type.get(a)) for a in ASSET_TYPES},
+            }
+        )
 
     def walk(code: str, level: int, parent: str | None) -> None:
         if (code, "rollup") in by_key:
@@ -205,14 +207,16 @@ def _changes(findings: pd.DataFrame) -> list[dict[str, Any]]:
     for rule in _rule_order(findings):
         mine = findings["rule_id"] == rule
         states = findings.loc[mine & ~apart, "state"]
-        rows.append({
-            "rule_id": rule,
-            "new": int((states == "new").sum()),
-            "reopened": int((states == "reopened").sum()),
-            "resolved": int((states == "resolved").sum()),
-            "open": int(states.isin(OPEN_STATES).sum()),
-            "waived": int((mine & apart).sum()),
-        })
+        rows.append(
+            {
+                "rule_id": rule,
+                "new": int((states == "new").sum()),
+                "reopened": int((states == "reopened").sum()),
+                "resolved": int((states == "resolved").sum()),
+                "open": int(states.isin(OPEN_STATES).sum()),
+                "waived": int((mine & apart).sum()),
+            }
+        )
     return rows
 
 
@@ -222,12 +226,20 @@ def _trend(result: RunResult, t: Labels) -> dict[str, Any]:
     if result.run_id not in set(trend["run_id"]):
         # The trend is history; the current run is shown with it.
         current = result.counts()["by_rule"]
-        trend = pd.concat([trend, pd.DataFrame({
-            "run_id": result.run_id,
-            "started_at": result.started_at,
-            "rule_id": list(current) or [None],
-            "open": list(current.values()) or [0],
-        })], ignore_index=True)
+        trend = pd.concat(
+            [
+                trend,
+                pd.DataFrame(
+                    {
+                        "run_id": result.run_id,
+                        "started_at": result.started_at,
+                        "rule_id": list(current) or [None],
+                        "open": list(current.values()) or [0],
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
     trend["started_at"] = pd.to_datetime(trend["started_at"], utc=True, format="ISO8601")
     runs = trend.groupby("run_id")["started_at"].min().sort_values().tail(TREND_RUNS)
     table = (
@@ -237,7 +249,7 @@ def _trend(result: RunResult, t: Labels) -> dict[str, Any]:
         .fillna(0)
         .astype(int)
     )
-    width, height, left, right, top, bottom = 720, 240, 44, 12, 12, 28
+    width, height, left, right, top, bottom = 720, 240, 44, 24, 12, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = int(table.to_numpy().max()) if table.size else 0
     step = _nice_step(peak)
@@ -256,14 +268,18 @@ def _trend(result: RunResult, t: Labels) -> dict[str, Any]:
     series = []
     for rule in [r for r in order if r in table.columns] + sorted(set(table.columns) - set(order)):
         values = table[rule].tolist()
-        series.append({
-            "rule_id": rule,
-            "label": t.rule(rule),
-            "colour": PALETTE[order.index(rule) % len(PALETTE)] if rule in order else "#333",
-            "points": " ".join(f"{x(i)},{y(v)}" for i, v in enumerate(values)),
-            "dots": [{"x": x(i), "y": y(v), "v": v, "day": days[i]} for i, v in enumerate(values)],
-            "last": values[-1] if values else 0,
-        })
+        series.append(
+            {
+                "rule_id": rule,
+                "label": t.rule(rule),
+                "colour": PALETTE[order.index(rule) % len(PALETTE)] if rule in order else "#333",
+                "points": " ".join(f"{x(i)},{y(v)}" for i, v in enumerate(values)),
+                "dots": [
+                    {"x": x(i), "y": y(v), "v": v, "day": days[i]} for i, v in enumerate(values)
+                ],
+                "last": values[-1] if values else 0,
+            }
+        )
     return {
         "width": width,
         "height": height,

@@ -256,8 +256,8 @@ TEXT = {
         "headline": "Headline metrics",
         "headline_note": "Whole company; numerator/denominator in brackets.",
         "by_org": "Metrics per org",
-        "by_org_note": "A city row sums its counties; \u201cown assets\u201d are the city company's "
-        "own. Click a city row to show or hide its counties.",
+        "by_org_note": "A city row sums its counties; \u201cown assets\u201d are the city "
+        "company's own. Click a city row to show or hide its counties.",
         "own_assets": "own assets",
         "unknown_org": "unknown org",
         "all_orgs": "Whole company",
@@ -379,5 +379,7 @@ def org_tree(orgs: pd.DataFrame) -> tuple[dict[str, str], dict[str, str]]:
 
 def labels(lang: str = "zh") -> Labels:
     if lang not in LANGUAGES:
-        raise GridreconError(f"unknown report language {lang!r}; use one of: {', '.join(LANGUAGES)}")
+        raise GridreconError(
+            f"unknown report language {lang!r}; use one of: {', '.join(LANGUAGES)}"
+        )
     return Labels(lang)

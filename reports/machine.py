@@ -16,7 +16,7 @@ from typing import Any
 
 from ..checks.findings import FINDING_FIELDS
 from ..checks.result import RunResult
-from .sanitize import clean_value, csv_cell
+from .sanitize import clean_value, neutralise_formula
 
 
 def finding_records(result: RunResult) -> list[dict[str, Any]]:
@@ -45,7 +45,7 @@ def findings_csv(result: RunResult) -> bytes:
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return csv_cell(str(value))
+    return neutralise_formula(str(value))  # finding_records cleaned it already
 
 
 def summary(result: RunResult) -> dict[str, Any]:
@@ -74,7 +74,21 @@ def summary(result: RunResult) -> dict[str, Any]:
         "metrics": [_clean(row) for row in metrics.to_dict(orient="records")],
         "settings": result.settings,
         "notes": result.notes,
+        # what re-rendering this run later needs besides findings.json (gridrecon report)
+        "previous_run_id": result.previous_run_id,
+        "orgs": _records(result.orgs),
+        "trend": _records(result.trend),
     }
+
+
+def _records(frame) -> list[dict[str, Any]]:
+    if frame is None or frame.empty:
+        return []
+    shown = frame.astype(object).where(frame.notna(), None)
+    return [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+        for row in shown.to_dict(orient="records")
+    ]
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:

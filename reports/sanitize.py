@@ -9,8 +9,8 @@ write to, so every report treats them as hostile:
   non-characters U+FFFE/U+FFFF that XML cannot hold. A carriage return becomes a newline; a lone
   surrogate (undecodable input) becomes U+FFFD.
 - **Formula injection** (a cell starting with `=`, `+`, `-`, `@`, tab, carriage return or
-  newline, or their full-width forms that Chinese input methods type, is run as a formula by Excel or
-  LibreOffice): in findings.csv such a value gets a leading apostrophe `'`, the OWASP
+  newline, or their full-width forms that Chinese input methods type, is run as a formula by
+  Excel or LibreOffice): in findings.csv such a value gets a leading apostrophe `'`, the OWASP
   recommendation, because CSV has no cell types. In findings.xlsx the text is written unchanged as
   a string cell (never a formula) with Excel's "quote prefix" style, which is how Excel itself
   stores text typed as `'=...`: the cell shows the exact text and stays text when edited. Plain
@@ -32,9 +32,7 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
-_CONTROL = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffe\uffff]"
-)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffe\uffff]")
 _NEWLINES = re.compile("\r\n?")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NEEDS_CLEANING = re.compile(
@@ -77,10 +75,14 @@ def looks_like_formula(text: str) -> bool:
     return bool(text) and text[0] in FORMULA_STARTS and not _PLAIN_NUMBER.fullmatch(text)
 
 
-def csv_cell(text: str) -> str:
-    """Text for a CSV cell: cleaned, and a formula-looking value prefixed with an apostrophe."""
-    text = clean_text(text)
+def neutralise_formula(text: str) -> str:
+    """A formula-looking value prefixed with an apostrophe (CSV has no cell types)."""
     return "'" + text if looks_like_formula(text) else text
+
+
+def csv_cell(text: str) -> str:
+    """Text for a CSV cell: cleaned and neutralised."""
+    return neutralise_formula(clean_text(text))
 
 
 def xlsx_text(text: str) -> str:

@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 
 import openpyxl
 import pandas as pd
-
 from conftest import REPO
 from gridrecon import api
 from gridrecon.checks.result import RunResult
@@ -110,8 +109,14 @@ def trend_of(result: RunResult, runs: int = 5) -> pd.DataFrame:
         started = result.started_at - dt.timedelta(days=back)
         run_id = result.run_id if back == 0 else f"{started:%Y%m%d-%H%M%S}-0000"
         for number, (rule, count) in enumerate(sorted(current.items())):
-            rows.append({"run_id": run_id, "started_at": started, "rule_id": rule,
-                         "open": count + (back * (number % 3)) if back else count})
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "started_at": started,
+                    "rule_id": rule,
+                    "open": count + (back * (number % 3)) if back else count,
+                }
+            )
     return pd.DataFrame(rows, columns=["run_id", "started_at", "rule_id", "open"])
 
 

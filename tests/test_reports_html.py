@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import REPO, SAMPLE, servers_required
 from gridrecon import api
 from gridrecon.core.config import load_config
@@ -64,10 +63,11 @@ class Browser:
             os.close(fd)
         to_chrome_read, to_chrome, from_chrome, from_chrome_write = ends
         log = profile / "chromium.log"
+        arguments = [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile / 'data'}",
+                     "--remote-debugging-pipe", "about:blank"]  # fmt: skip
         self.pid = os.posix_spawn(
             executable,
-            [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile / 'data'}",
-             "--remote-debugging-pipe", "about:blank"],  # fmt: skip
+            arguments,
             dict(os.environ),
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, to_chrome_read, 3),
@@ -156,21 +156,24 @@ class Browser:
     def click(self, selector: str) -> None:
         """A real mouse click in the middle of the element."""
         box = self.evaluate(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
-            " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " e.scrollIntoView(); const r = e.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
         )
         for kind in ("mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent",
-                      {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1})  # fmt: skip
+            event = {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1}
+            self.send("Input.dispatchMouseEvent", event)
 
     def type(self, selector: str, text: str) -> None:
         self.click(selector)
         self.send("Input.insertText", {"text": text})
 
     def screenshot(self, path: Path, width: int, height: int) -> None:
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
-        shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False})
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        self.send("Emulation.setDeviceMetricsOverride", metrics)
+        shot = self.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False}
+        )
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def close(self) -> None:
@@ -207,7 +210,8 @@ def run_folder(tmp_path_factory) -> Path:
     path = folder / "gridrecon.toml"
     path.write_text(
         f'[pms]\nurl = "sqlite:///{SAMPLE / "pms.sqlite"}"\n'
-        f'[marketing]\nurl = "sqlite:///{SAMPLE / "marketing.sqlite"}"\n[report]\ndir = "reports"\n',
+        f'[marketing]\nurl = "sqlite:///{SAMPLE / "marketing.sqlite"}"\n'
+        '[report]\ndir = "reports"\n',
         encoding="utf-8",
     )
     config = load_config(path)
@@ -231,8 +235,8 @@ def percent(rate: float | None) -> str:
 
 def test_the_page_is_self_contained() -> None:
     page = render_html(golden_result())
-    assert not re.search(r"""(src|href|action)\s*=\s*["']?\s*(https?:|//)""", page, re.I)
-    assert not re.search(r"@import|url\(\s*['\"]?(https?:|//)", page, re.I)
+    assert not re.search(r"""(src|href|action)\s*=\s*["']?\s*(https?:|//)""", page, re.IGNORECASE)
+    assert not re.search(r"@import|url\(\s*['\"]?(https?:|//)", page, re.IGNORECASE)
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     assert page.count("<script") == 2  # the data block and the page's own script
 
@@ -245,6 +249,17 @@ def test_hostile_text_cannot_close_the_script_blocks() -> None:
     body = json.loads(data)
     assert HOSTILE["close"] in body["columns"]["asset_name"]
     assert "window.__pwned" not in page.replace(data, "")
+
+
+def test_an_inconclusive_run_shows_why_and_no_figures() -> None:
+    result = sample_result()
+    result.findings = result.findings.iloc[0:0]
+    result.metrics = result.metrics.iloc[0:0]
+    result.status = "inconclusive"
+    result.notes = ["inconclusive: pms returned no line rows"]
+    page = render_html(result)
+    assert 'id="run-notes"' in page and "inconclusive: pms returned no line rows" in page
+    assert 'data-value="0"' in page  # the counters, at zero
 
 
 # -- in Chromium ----------------------------------------------------------------------------------
@@ -277,15 +292,18 @@ def test_the_figures_shown_equal_summary_json(browser: Browser, run_folder: Path
             assert figure == percent(expected), (asset_type, metric)
     counts = summary["findings"]
     assert browser.evaluate("+document.getElementById('count-open').textContent") == counts["open"]
-    assert browser.evaluate("+document.getElementById('count-waived').textContent") == counts["waived"]
+    assert (
+        browser.evaluate("+document.getElementById('count-waived').textContent") == counts["waived"]
+    )
     by_rule = browser.evaluate(
         "Object.fromEntries(Array.from(document.querySelectorAll('#changes td[data-state=open]'))"
         ".map(td => [td.closest('tr').dataset.rule, +td.dataset.value]))"
     )
     assert {k: v for k, v in by_rule.items() if v} == counts["by_rule"]
     # the table lists exactly the open findings at first
-    assert int(browser.evaluate("document.getElementById('findings-count').dataset.count")) == (
-        counts["open"]
+    assert (
+        int(browser.evaluate("document.getElementById('findings-count').dataset.count"))
+        == (counts["open"])
     )
     # and the second run knows the first: a trend of two runs
     assert browser.evaluate("document.getElementById('trend-chart').dataset.runs") == "2"
@@ -294,7 +312,9 @@ def test_the_figures_shown_equal_summary_json(browser: Browser, run_folder: Path
     )
 
 
-def test_choosing_a_rule_and_typing_a_search_narrow_the_table(browser: Browser, doctored: Path) -> None:
+def test_choosing_a_rule_and_typing_a_search_narrow_the_table(
+    browser: Browser, doctored: Path
+) -> None:
     findings = json.loads((doctored / "findings.json").read_text(encoding="utf-8"))
     current = [f for f in findings if f["state"] != "resolved" and not f["waived"]]
     browser.open((doctored / "report.html").as_uri())
@@ -355,9 +375,13 @@ def test_clicking_a_header_sorts_the_table(browser: Browser, doctored: Path) -> 
 
 def test_waived_findings_are_counted_and_listed_apart(browser: Browser, doctored: Path) -> None:
     findings = json.loads((doctored / "findings.json").read_text(encoding="utf-8"))
+    counts = json.loads((doctored / "summary.json").read_text(encoding="utf-8"))["findings"]
     apart = sorted(f["finding_id"] for f in findings if f["waived"] and f["state"] != "resolved")
     browser.open((doctored / "report.html").as_uri())
-    assert browser.evaluate("+document.getElementById('count-waived').dataset.value") == len(apart)
+    for key in ("open", "new", "resolved", "waived"):
+        shown = browser.evaluate(f"+document.getElementById('count-{key}').dataset.value")
+        assert shown == counts[key], key
+    assert counts["waived"] == len(apart) == 2
     listed = browser.evaluate(
         "Array.from(document.querySelectorAll('#waived tbody tr')).map(r => r.dataset.findingId)"
     )
@@ -396,7 +420,9 @@ def test_the_report_speaks_english_with_lang_en(browser: Browser, tmp_path: Path
         "Grid asset archive reconciliation"
     )
     first_rule = browser.evaluate("document.querySelector('#findings tbody td').textContent")
-    assert first_rule.startswith("Archived late ARCHIVE_LATE")
+    assert (
+        first_rule == "Archive overdue ARCHIVE_OVERDUE"
+    )  # sorted by rule, as the contract lists them
 
 
 def test_a_screenshot_shows_the_report(browser: Browser, tmp_path: Path) -> None:
@@ -406,7 +432,7 @@ def test_a_screenshot_shows_the_report(browser: Browser, tmp_path: Path) -> None
     page.write_text(render_html(result), encoding="utf-8")
     browser.open(page.as_uri())
     shot = tmp_path / "report.png"
-    browser.screenshot(shot, 1280, 1700)
+    browser.screenshot(shot, 1200, 1900)
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 20_000
     if UPDATE:  # the README's picture, refreshed with the golden files
         SCREENSHOT.parent.mkdir(exist_ok=True)

@@ -10,7 +10,6 @@ import re
 
 import openpyxl
 import pytest
-
 from gridrecon.core.errors import GridreconError
 from gridrecon.reports import machine
 from gridrecon.reports.sanitize import csv_cell, looks_like_formula, sheet_name
@@ -151,9 +150,7 @@ def hostile_cells(book) -> dict[str, openpyxl.cell.Cell]:
     header = [c.value for c in sheet[1]]
     ids = header.index("问题编号")
     name = header.index("设备名称")
-    return {
-        row[ids].value: row[name] for row in sheet.iter_rows(min_row=2) if row[ids].value
-    }
+    return {row[ids].value: row[name] for row in sheet.iter_rows(min_row=2) if row[ids].value}
 
 
 def test_formula_like_names_are_text_cells_in_xlsx(book) -> None:
