@@ -49,8 +49,12 @@ class SliceReader:
         if selection is not None and not selection.values:
             return empty_frame(self.config.timezone)
         return read_asset(
-            source, self._resolvers[system], asset_type, self._org_maps[system],
-            self.config.timezone, selection,
+            source,
+            self._resolvers[system],
+            asset_type,
+            self._org_maps[system],
+            self.config.timezone,
+            selection,
         ).records
 
     @property
@@ -97,13 +101,21 @@ def _find(reader: SliceReader, query: str, types: list[str]) -> list[tuple[str, 
         by_id = Selection("source_id", (query,))
         for system in ("pms", "marketing"):
             hits.append((system, asset_type, reader.read(system, asset_type, by_id)))
-        hits.append(("marketing", asset_type,
-                     reader.read("marketing", asset_type, Selection("pms_id", (query,)))))
+        hits.append(
+            (
+                "marketing",
+                asset_type,
+                reader.read("marketing", asset_type, Selection("pms_id", (query,))),
+            )
+        )
     if any(len(frame) for _, _, frame in hits):
         return hits
     by_name = Selection("name", (query,))
-    return [(system, asset_type, reader.read(system, asset_type, by_name))
-            for asset_type in types for system in ("pms", "marketing")]
+    return [
+        (system, asset_type, reader.read(system, asset_type, by_name))
+        for asset_type in types
+        for system in ("pms", "marketing")
+    ]
 
 
 def _assets(hits: list[tuple[str, str, pd.DataFrame]]) -> dict[tuple[str, str, str], dict]:
@@ -116,9 +128,16 @@ def _assets(hits: list[tuple[str, str, pd.DataFrame]]) -> dict[tuple[str, str, s
                 key = (asset_type, "pms", pms_id)
             else:
                 key = (asset_type, "marketing", record["source_id"])
-            assets.setdefault(key, {"asset_type": asset_type, "pms_id": key[2] if key[1] == "pms"
-                                    else None, "marketing_id": None, "name": record["name"],
-                                    "org_code": record["org_code"]})
+            assets.setdefault(
+                key,
+                {
+                    "asset_type": asset_type,
+                    "pms_id": key[2] if key[1] == "pms" else None,
+                    "marketing_id": None,
+                    "name": record["name"],
+                    "org_code": record["org_code"],
+                },
+            )
             if system == "marketing":
                 assets[key]["marketing_id"] = record["source_id"]
     return assets
@@ -164,10 +183,14 @@ def _gather(reader: SliceReader, kind: str, side: str, key: str):
         marketing[kind] = reader.read("marketing", kind, Selection("pms_id", (key,)))
     else:
         marketing[kind] = reader.read("marketing", kind, Selection("source_id", (key,)))
-    stored = tuple(sorted(set(marketing[kind]["pms_id"].dropna()) | ({key} if side == "pms" else set())))
+    stored = tuple(
+        sorted(set(marketing[kind]["pms_id"].dropna()) | ({key} if side == "pms" else set()))
+    )
     pms[kind] = reader.read("pms", kind, Selection("source_id", stored))
     # marketing records carrying the same PMS id (DUPLICATE_LINK needs all of them)
-    marketing[kind] = _union(marketing[kind], reader.read("marketing", kind, Selection("pms_id", stored)))
+    marketing[kind] = _union(
+        marketing[kind], reader.read("marketing", kind, Selection("pms_id", stored))
+    )
     child = kind
     while child in PARENT_TYPE:
         parent = PARENT_TYPE[child]
@@ -188,11 +211,25 @@ def _chain(pms: dict, marketing: dict, kind: str) -> list[dict]:
         for system, frames in (("pms", pms), ("marketing", marketing)):
             ids = set(frames[child]["parent_source_id"].dropna())
             for record in frames[parent][frames[parent]["source_id"].isin(ids)].to_dict("records"):
-                chain.append({"system": system, "asset_type": parent, "source_id": record["source_id"],
-                              "pms_id": record["pms_id"], "name": record["name"]})
+                chain.append(
+                    {
+                        "system": system,
+                        "asset_type": parent,
+                        "source_id": record["source_id"],
+                        "pms_id": record["pms_id"],
+                        "name": record["name"],
+                    }
+                )
             for missing in sorted(ids - set(frames[parent]["source_id"])):
-                chain.append({"system": system, "asset_type": parent, "source_id": missing,
-                              "pms_id": None, "name": None})
+                chain.append(
+                    {
+                        "system": system,
+                        "asset_type": parent,
+                        "source_id": missing,
+                        "pms_id": None,
+                        "name": None,
+                    }
+                )
         child = parent
     return chain
 
@@ -201,8 +238,7 @@ def _judge(check: AssetCheck, pms, marketing, settings, calendar, config) -> Non
     mappings = {system: reader_mapping for system, reader_mapping in _mappings(config).items()}
     kind = check.asset_type
     parent = PARENT_TYPE.get(kind)
-    match = match_asset(kind, pms[kind], marketing[kind],
-                        pms.get(parent), marketing.get(parent))
+    match = match_asset(kind, pms[kind], marketing[kind], pms.get(parent), marketing.get(parent))
     quiet = RuleSettings(**{**settings.__dict__, "unlinked_candidates": 0})
     judgement = Judge(mappings, calendar, quiet, check.as_of).judge({kind: match})
     found = judgement.findings
@@ -211,7 +247,8 @@ def _judge(check: AssetCheck, pms, marketing, settings, calendar, config) -> Non
     check.findings = found[mine].reset_index(drop=True)
     check.verdicts = {
         rule: check.findings.loc[check.findings["rule_id"] == rule, "detail"].tolist()
-        for rule in RULES if settings.enabled(rule)
+        for rule in RULES
+        if settings.enabled(rule)
     }
     record = pms[kind][pms[kind]["source_id"] == check.pms_id]
     if len(record) and pd.notna(record["commissioned_on"].iloc[0]):
@@ -227,7 +264,10 @@ def _judge(check: AssetCheck, pms, marketing, settings, calendar, config) -> Non
 def _mappings(config: Config):
     from .connectors.mapping import load_mapping
 
-    return {system: load_mapping(config.source(system).mapping, system) for system in ("pms", "marketing")}
+    return {
+        system: load_mapping(config.source(system).mapping, system)
+        for system in ("pms", "marketing")
+    }
 
 
 def _history(config: Config, check: AssetCheck) -> pd.DataFrame:
@@ -236,7 +276,11 @@ def _history(config: Config, check: AssetCheck) -> pd.DataFrame:
     from .sync.store import StateStore
 
     url = config.state_url
-    if url.get_backend_name() == "sqlite" and url.database and not pd.io.common.file_exists(url.database):
+    if (
+        url.get_backend_name() == "sqlite"
+        and url.database
+        and not pd.io.common.file_exists(url.database)
+    ):
         return pd.DataFrame()
     store = StateStore(url)
     try:
@@ -273,9 +317,15 @@ def diff(
         marketing = reader.read("marketing", asset_type, selection)
         if org:
             # a record whose org differs between the systems is still found through its link
-            missing_mkt = tuple(sorted(set(pms["source_id"].dropna()) - set(marketing["pms_id"].dropna())))
-            marketing = _union(marketing, reader.read("marketing", asset_type, Selection("pms_id", missing_mkt)))
-            missing_pms = tuple(sorted(set(marketing["pms_id"].dropna()) - set(pms["source_id"].dropna())))
+            missing_mkt = tuple(
+                sorted(set(pms["source_id"].dropna()) - set(marketing["pms_id"].dropna()))
+            )
+            marketing = _union(
+                marketing, reader.read("marketing", asset_type, Selection("pms_id", missing_mkt))
+            )
+            missing_pms = tuple(
+                sorted(set(marketing["pms_id"].dropna()) - set(pms["source_id"].dropna()))
+            )
             pms = _union(pms, reader.read("pms", asset_type, Selection("source_id", missing_pms)))
         parent = PARENT_TYPE.get(asset_type)
         parents = {}
@@ -292,10 +342,13 @@ def diff(
     judgement = Judge(mappings, calendar, settings, as_of).judge({asset_type: match})
     findings = judgement.findings
     if org:
-        findings = findings[findings["org_code"].fillna("").str.startswith(org)].reset_index(drop=True)
+        findings = findings[findings["org_code"].fillna("").str.startswith(org)].reset_index(
+            drop=True
+        )
     findings["first_seen"] = findings["last_seen"] = started_at.isoformat(timespec="seconds")
-    metrics = compute_metrics({asset_type: match}, findings, judgement.deadlines, as_of,
-                              settings.metrics_period)
+    metrics = compute_metrics(
+        {asset_type: match}, findings, judgement.deadlines, as_of, settings.metrics_period
+    )
     from .checks.result import SourceSummary
 
     return RunResult(

@@ -24,11 +24,10 @@ from .checks.result import RunResult, SourceSummary
 from .checks.rules import Judge
 from .checks.settings import RuleSettings
 from .connectors.mapping import ASSET_TYPES, Mapping
-from .connectors.reader import SourceRead, load_org_tree, open_sources, read_source
+from .connectors.reader import Progress, SourceRead, load_org_tree, open_sources, read_source
 from .core.config import Config, display_url
 from .core.errors import GridreconError
 from .sync.matching import match_all
-
 
 log = logging.getLogger("gridrecon")
 # A library logs; the application decides where to (the scheduler does; `gridrecon run` prints
@@ -111,7 +110,7 @@ def _summarise(read: SourceRead, seconds: float) -> SourceSummary:
     )
 
 
-def pull(config: Config) -> Pulled:
+def pull(config: Config, progress: Progress | None = None) -> Pulled:
     """Read both systems into canonical records (and the org tree, for reports)."""
     sources = open_sources(config)
     try:
@@ -119,7 +118,7 @@ def pull(config: Config) -> Pulled:
         summaries: dict[str, SourceSummary] = {}
         for system, source in sources.items():
             began = time.monotonic()
-            reads[system] = read_source(source, sources, config.timezone, ASSET_TYPES)
+            reads[system] = read_source(source, sources, config.timezone, ASSET_TYPES, progress)
             summaries[system] = _summarise(reads[system], time.monotonic() - began)
         orgs = load_org_tree(sources["marketing"])
         if orgs.empty:
@@ -183,7 +182,10 @@ def reconcile(
 
 
 def run(
-    config: Config, as_of: dt.date | None = None, fail_on: str | None = None
+    config: Config,
+    as_of: dt.date | None = None,
+    fail_on: str | None = None,
+    progress: Progress | None = None,
 ) -> tuple[RunResult, Path]:
     """One whole reconciliation (SPEC §8), remembered in the state store.
 
@@ -206,16 +208,25 @@ def run(
         started_at = dt.datetime.now(config.timezone)
         run_id = new_run_id(started_at)
         with store.lock(run_id), store.transaction() as connection:
-            log.info("run started", extra={"event": "run_started", "run_id": run_id,
-                                           "as_of": as_of.isoformat()})
+            log.info(
+                "run started",
+                extra={"event": "run_started", "run_id": run_id, "as_of": as_of.isoformat()},
+            )
             previous = store.previous_completed(connection)
-            pulled = pull(config)
+            pulled = pull(config, progress)
             for system, summary in pulled.summaries.items():
                 log.info(
-                    "%s rows read from %s: %s", system, summary.url,
+                    "%s rows read from %s: %s",
+                    system,
+                    summary.url,
                     ", ".join(f"{t} {n}" for t, n in summary.rows.items()),
-                    extra={"event": "rows_read", "run_id": run_id, "system": system,
-                           "source": summary.url, "rows": summary.rows},
+                    extra={
+                        "event": "rows_read",
+                        "run_id": run_id,
+                        "system": system,
+                        "source": summary.url,
+                        "rows": summary.rows,
+                    },
                 )
             broken = persist.broken_sources(pulled.summaries, previous, config.min_row_share)
             if broken:
@@ -236,16 +247,31 @@ def run(
         counts = result.counts()
         log.info(
             "run ended: %s, exit %d, %.1f s, open findings by severity %s",
-            result.status, result.exit_code, time.monotonic() - began, counts["by_severity"],
-            extra={"event": "run_ended", "run_id": result.run_id, "status": result.status,
-                   "exit_code": result.exit_code, "duration_s": round(time.monotonic() - began, 3),
-                   "by_severity": counts["by_severity"], "open": counts["open"]},
+            result.status,
+            result.exit_code,
+            time.monotonic() - began,
+            counts["by_severity"],
+            extra={
+                "event": "run_ended",
+                "run_id": result.run_id,
+                "status": result.status,
+                "exit_code": result.exit_code,
+                "duration_s": round(time.monotonic() - began, 3),
+                "by_severity": counts["by_severity"],
+                "open": counts["open"],
+            },
         )
         return result, folder
     except GridreconError as exc:
-        log.error("run failed: %s", exc.message, extra={
-            "event": "run_failed", "exit_code": exc.exit_code,
-            "duration_s": round(time.monotonic() - began, 3)})
+        log.error(
+            "run failed: %s",
+            exc.message,
+            extra={
+                "event": "run_failed",
+                "exit_code": exc.exit_code,
+                "duration_s": round(time.monotonic() - began, 3),
+            },
+        )
         raise
     finally:
         store.dispose()
@@ -346,8 +372,9 @@ def waive(
 ) -> int:
     from .sync.waivers import Waiver, add_waivers
 
-    return _write_waivers(config, lambda c, now: add_waivers(
-        c, [Waiver(i, reason, by, until) for i in ids], now))
+    return _write_waivers(
+        config, lambda c, now: add_waivers(c, [Waiver(i, reason, by, until) for i in ids], now)
+    )
 
 
 def waive_from_csv(config: Config, path: Path, by: str) -> int:

@@ -146,13 +146,50 @@ def run(
     """
     from . import api
 
-    result, folder = api.run(
-        _load(config),
-        as_of=_parse_date(as_of, "--as-of"),
-        fail_on=fail_on.value if fail_on else None,
-    )
+    loaded = _load(config)
+    with _read_progress() as progress:
+        result, folder = api.run(
+            loaded,
+            as_of=_parse_date(as_of, "--as-of"),
+            fail_on=fail_on.value if fail_on else None,
+            progress=progress,
+        )
     _render_run(result, folder)
     raise typer.Exit(result.exit_code)
+
+
+def _read_progress():
+    """Rows read per source and asset type, live on stderr — only when stderr is a terminal, so
+    logs, pipes and cron mails never get progress bars."""
+    from contextlib import contextmanager, nullcontext
+
+    if not sys.stderr.isatty():
+        return nullcontext(None)
+
+    @contextmanager
+    def live():
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,} rows"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bars:
+            tasks: dict[tuple[str, str], int] = {}
+
+            def update(system: str, asset_type: str, rows: int) -> None:
+                key = (system, asset_type)
+                if key not in tasks:
+                    tasks[key] = bars.add_task(f"reading {system} {asset_type}s", total=None)
+                bars.update(tasks[key], completed=rows)
+
+            yield update
+
+    return live()
 
 
 def _render_run(result, folder: Path) -> None:
@@ -236,8 +273,10 @@ def calendar(
     console.print(
         f"{info.year}: {info.working_day_count} working days (from {', '.join(info.known_from)})"
     )
-    for title, days in (("holidays (days off)", info.holidays),
-                        ("make-up working days (调休)", info.makeup_workdays)):
+    for title, days in (
+        ("holidays (days off)", info.holidays),
+        ("make-up working days (调休)", info.makeup_workdays),
+    ):
         table = Table("date", "weekday", "holiday", "source", box=None, padding=(0, 2), title=title)
         for day, source in days:
             table.add_row(day.isoformat(), f"{day:%a}", info.names.get(day, ""), source)
@@ -283,8 +322,12 @@ def sample(
     else:
         manifest = generate(pms_url, marketing_url, scale=scale.value, seed=seed)
         where = "the given databases"
-    planted = int((manifest["expect"] == "finding").sum()) if "expect" in manifest else len(manifest)
-    typer.echo(f"wrote the {scale.value} sample (seed {seed}) to {where}; {planted} planted findings")
+    planted = (
+        int((manifest["expect"] == "finding").sum()) if "expect" in manifest else len(manifest)
+    )
+    typer.echo(
+        f"wrote the {scale.value} sample (seed {seed}) to {where}; {planted} planted findings"
+    )
 
 
 @app.command()
@@ -332,13 +375,22 @@ def _render_validation(report) -> None:
             console.print(table)
         if source.unknown_values:
             table = Table(
-                "asset type", "table.column", "field", "value not in code list", "rows",
-                box=None, padding=(0, 2), title="values that will be INVALID_VALUE findings",
+                "asset type",
+                "table.column",
+                "field",
+                "value not in code list",
+                "rows",
+                box=None,
+                padding=(0, 2),
+                title="values that will be INVALID_VALUE findings",
             )
             for value in source.unknown_values:
                 table.add_row(
-                    value.asset_type, f"{value.table}.{value.column}", value.field,
-                    repr(value.value), f"{value.rows:,}",
+                    value.asset_type,
+                    f"{value.table}.{value.column}",
+                    value.field,
+                    repr(value.value),
+                    f"{value.rows:,}",
                 )
             console.print(table)
 
@@ -350,6 +402,7 @@ findings_app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 app.add_typer(findings_app, name="findings")
 from .schedule.commands import schedule_app  # noqa: E402
+
 app.add_typer(schedule_app, name="schedule")
 
 
@@ -409,7 +462,10 @@ def runs_list(
     summaries = [jsonlib.loads(text or "{}") for text in frame["summary_json"]]
     frame["rows_read"] = [
         " ".join(
-            f"{system}:" + "/".join(str(n) for n in s.get("sources", {}).get(system, {}).get("rows", {}).values())
+            f"{system}:"
+            + "/".join(
+                str(n) for n in s.get("sources", {}).get(system, {}).get("rows", {}).values()
+            )
             for system in ("pms", "marketing")
         )
         for s in summaries
@@ -417,9 +473,19 @@ def runs_list(
     frame["open"] = [s.get("findings", {}).get("open") for s in summaries]
     frame["duration_s"] = frame["duration_s"].round(1)
     _print_frame(
-        frame, format,
-        ["run_id", "status", "exit_code", "as_of", "started_at", "duration_s", "rows_read", "open",
-         "reason"],
+        frame,
+        format,
+        [
+            "run_id",
+            "status",
+            "exit_code",
+            "as_of",
+            "started_at",
+            "duration_s",
+            "rows_read",
+            "open",
+            "reason",
+        ],
     )
 
 
@@ -461,8 +527,20 @@ def runs_show(
 
 
 FINDING_LIST_COLUMNS = [
-    "finding_id", "rule_id", "severity", "state", "asset_type", "pms_id", "marketing_id",
-    "asset_name", "org_code", "field", "owner", "age_days", "age_working_days", "waived_until",
+    "finding_id",
+    "rule_id",
+    "severity",
+    "state",
+    "asset_type",
+    "pms_id",
+    "marketing_id",
+    "asset_name",
+    "org_code",
+    "field",
+    "owner",
+    "age_days",
+    "age_working_days",
+    "waived_until",
 ]
 
 
@@ -470,8 +548,12 @@ FINDING_LIST_COLUMNS = [
 def findings_list(
     config: ConfigOption = None,
     rule: Annotated[str | None, typer.Option(help="Only this rule id.")] = None,
-    org: Annotated[str | None, typer.Option(help="Only this org code and the units below it.")] = None,
-    type: Annotated[str | None, typer.Option("--type", help="substation, line or transformer.")] = None,
+    org: Annotated[
+        str | None, typer.Option(help="Only this org code and the units below it.")
+    ] = None,
+    type: Annotated[
+        str | None, typer.Option("--type", help="substation, line or transformer.")
+    ] = None,
     state: Annotated[
         str | None, typer.Option(help="new, open (= new, open, reopened), reopened or resolved.")
     ] = "open",
@@ -490,14 +572,31 @@ def findings_list(
     loaded = _load(config)
     since_date = _parse_date(since, "--since")
     frame = api.list_findings(
-        loaded, rule=rule, org=org, asset_type=type, state=state, owner=owner,
+        loaded,
+        rule=rule,
+        org=org,
+        asset_type=type,
+        state=state,
+        owner=owner,
         since=dt.datetime.combine(since_date, dt.time(), loaded.timezone) if since_date else None,
     )
     frame["waived"] = frame["waiver_reason"].notna()
-    columns = FINDING_LIST_COLUMNS if format is OutputFormat.table else [
-        *FINDING_LIST_COLUMNS[:-1], "pms_value", "marketing_value", "detail", "first_seen",
-        "last_seen", "waived", "waiver_reason", "waived_by", "waived_until",
-    ]
+    columns = (
+        FINDING_LIST_COLUMNS
+        if format is OutputFormat.table
+        else [
+            *FINDING_LIST_COLUMNS[:-1],
+            "pms_value",
+            "marketing_value",
+            "detail",
+            "first_seen",
+            "last_seen",
+            "waived",
+            "waiver_reason",
+            "waived_by",
+            "waived_until",
+        ]
+    )
     _print_frame(frame, format, columns)
 
 
@@ -517,15 +616,35 @@ def findings_show(
     if format is not OutputFormat.table:
         record = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in record.items()}
         record["history"] = [
-            {"run_id": r, "state": s, "at": a.isoformat()} for r, s, a in history.itertuples(index=False)
+            {"run_id": r, "state": s, "at": a.isoformat()}
+            for r, s, a in history.itertuples(index=False)
         ]
         _print_json(record)
         return
     console = _console()
-    for key in ("finding_id", "rule_id", "severity", "state", "asset_type", "pms_id",
-                "marketing_id", "asset_name", "org_code", "field", "pms_value",
-                "marketing_value", "detail", "owner", "first_seen", "last_seen", "age_days",
-                "age_working_days", "waiver_reason", "waived_by", "waived_until"):
+    for key in (
+        "finding_id",
+        "rule_id",
+        "severity",
+        "state",
+        "asset_type",
+        "pms_id",
+        "marketing_id",
+        "asset_name",
+        "org_code",
+        "field",
+        "pms_value",
+        "marketing_value",
+        "detail",
+        "owner",
+        "first_seen",
+        "last_seen",
+        "age_days",
+        "age_working_days",
+        "waiver_reason",
+        "waived_by",
+        "waived_until",
+    ):
         value = record.get(key)
         if value is not None and value == value:
             console.print(f"{key:>17}  {value}")
@@ -625,9 +744,14 @@ def check_asset(
     if result.choices or result.asset_type is None:
         if not result.choices:
             raise ConfigError(f"no asset matches '{query}' in either system")
-        typer.echo(f"'{query}' matches {len(result.choices)} assets; ask again with one of the ids:")
-        _print_frame(__import__("pandas").DataFrame(result.choices), format,
-                     ["asset_type", "pms_id", "marketing_id", "name", "org_code"])
+        typer.echo(
+            f"'{query}' matches {len(result.choices)} assets; ask again with one of the ids:"
+        )
+        _print_frame(
+            __import__("pandas").DataFrame(result.choices),
+            format,
+            ["asset_type", "pms_id", "marketing_id", "name", "org_code"],
+        )
         raise typer.Exit(0)
     if format is not OutputFormat.table:
         _print_json(_check_json(result))
@@ -640,11 +764,25 @@ def _check_json(result) -> dict:
         if frame is None or frame.empty:
             return []
         shown = frame[columns].astype(object).where(frame[columns].notna(), None)
-        return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-                for r in shown.to_dict(orient="records")]
+        return [
+            {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+            for r in shown.to_dict(orient="records")
+        ]
 
-    fields = ["source_id", "pms_id", "name", "voltage_kv", "capacity_kva", "parent_source_id",
-              "org_code", "status", "commissioned_on", "recorded_at", "updated_at", "source_table"]
+    fields = [
+        "source_id",
+        "pms_id",
+        "name",
+        "voltage_kv",
+        "capacity_kva",
+        "parent_source_id",
+        "org_code",
+        "status",
+        "commissioned_on",
+        "recorded_at",
+        "updated_at",
+        "source_table",
+    ]
     return {
         "asset_type": result.asset_type,
         "pms_id": result.pms_id,
@@ -655,8 +793,9 @@ def _check_json(result) -> dict:
         "marketing": records(result.marketing, fields),
         "parents": result.parents,
         "verdicts": result.verdicts,
-        "history": records(result.history, ["finding_id", "rule_id", "state", "field",
-                                            "first_seen", "last_seen"]),
+        "history": records(
+            result.history, ["finding_id", "rule_id", "state", "field", "first_seen", "last_seen"]
+        ),
         "rows_fetched": result.rows_fetched,
     }
 
@@ -665,12 +804,28 @@ def _render_check(result) -> None:
     from rich.table import Table
 
     console = _console()
-    fields = ["source_id", "pms_id", "name", "voltage_kv", "capacity_kva", "parent_source_id",
-              "org_code", "status", "commissioned_on", "recorded_at", "source_table"]
+    fields = [
+        "source_id",
+        "pms_id",
+        "name",
+        "voltage_kv",
+        "capacity_kva",
+        "parent_source_id",
+        "org_code",
+        "status",
+        "commissioned_on",
+        "recorded_at",
+        "source_table",
+    ]
     columns = [("PMS", row) for row in result.pms.to_dict("records")]
     columns += [("marketing", row) for row in result.marketing.to_dict("records")]
-    table = Table("field", *(title for title, _ in columns), box=None, padding=(0, 2),
-                  title=f"{result.asset_type} {result.pms_id or ''}")
+    table = Table(
+        "field",
+        *(title for title, _ in columns),
+        box=None,
+        padding=(0, 2),
+        title=f"{result.asset_type} {result.pms_id or ''}",
+    )
     for name in fields:
         cells = []
         for _, row in columns:
@@ -678,7 +833,9 @@ def _render_check(result) -> None:
             if value is None or value != value:
                 cells.append("")
             elif hasattr(value, "strftime"):
-                cells.append(value.strftime("%Y-%m-%d %H:%M" if name == "recorded_at" else "%Y-%m-%d"))
+                cells.append(
+                    value.strftime("%Y-%m-%d %H:%M" if name == "recorded_at" else "%Y-%m-%d")
+                )
             elif isinstance(value, float):
                 cells.append(f"{value:g}")
             else:
@@ -736,16 +893,33 @@ def diff(
     if format is not OutputFormat.table:
         from .checks.findings import FINDING_FIELDS
 
-        _print_frame(result.findings, format, [f for f in FINDING_FIELDS if f not in (
-            "state", "first_seen", "last_seen", "waived")])
+        _print_frame(
+            result.findings,
+            format,
+            [f for f in FINDING_FIELDS if f not in ("state", "first_seen", "last_seen", "waived")],
+        )
         return
-    _print_frame(result.findings, format,
-                 ["rule_id", "severity", "pms_id", "marketing_id", "asset_name", "org_code",
-                  "field", "pms_value", "marketing_value"])
+    _print_frame(
+        result.findings,
+        format,
+        [
+            "rule_id",
+            "severity",
+            "pms_id",
+            "marketing_id",
+            "asset_name",
+            "org_code",
+            "field",
+            "pms_value",
+            "marketing_value",
+        ],
+    )
     counts = result.counts()
     typer.echo(
-        f"{counts['open']} findings for {type}s" + (f" of org {org}" if org else "")
-        + f" as of {result.as_of}; " + ", ".join(f"{r} {n}" for r, n in counts["by_rule"].items())
+        f"{counts['open']} findings for {type}s"
+        + (f" of org {org}" if org else "")
+        + f" as of {result.as_of}; "
+        + ", ".join(f"{r} {n}" for r, n in counts["by_rule"].items())
     )
 
 
@@ -772,9 +946,9 @@ def report(
     format: Annotated[ReportFormat, typer.Option("--format", "-f", help="What to render.")] = (
         ReportFormat.html
     ),
-    by: Annotated[ReportBy, typer.Option(help="xlsx work queues: one sheet per rule or per org.")] = (
-        ReportBy.rule
-    ),
+    by: Annotated[
+        ReportBy, typer.Option(help="xlsx work queues: one sheet per rule or per org.")
+    ] = (ReportBy.rule),
     lang: Annotated[Lang, typer.Option(help="Labels in Chinese or English.")] = Lang.zh,
     out: Annotated[
         Path | None, typer.Option(help="Write here (default: report.<format> in the run folder).")
@@ -791,7 +965,9 @@ def report(
     loaded = _load(config)
     result = load_run(loaded.report_dir, run)
     content = render(result, format.value, by=by.value, lang=lang.value)
-    target = out or run_folder(loaded.report_dir, run) / f"report-{lang.value}-{by.value}.{format.value}"
+    target = (
+        out or run_folder(loaded.report_dir, run) / f"report-{lang.value}-{by.value}.{format.value}"
+    )
     data = content if isinstance(content, bytes) else content.encode("utf-8")
     target.write_bytes(data)
     typer.echo(f"wrote {target}")

@@ -36,7 +36,9 @@ FINDING_FIELDS = [
 # Kept internally next to them: which system the finding is about, and its identity key.
 INTERNAL_FIELDS = ["side", "subject"]
 BUILT_FIELDS = [
-    f for f in FINDING_FIELDS if f not in ("finding_id", "state", "first_seen", "last_seen", "waived")
+    f
+    for f in FINDING_FIELDS
+    if f not in ("finding_id", "state", "first_seen", "last_seen", "waived")
 ]
 
 
@@ -122,11 +124,15 @@ def finalize(parts: list[pd.DataFrame], severity: dict[str, str], owner) -> pd.D
         return empty()
     frame = pd.concat(parts, ignore_index=True)
     frame["severity"] = frame["rule_id"].map(severity).astype("str")
-    frame["owner"] = [owner(rule, side) for rule, side in zip(frame["rule_id"], frame["side"], strict=True)]
+    frame["owner"] = [
+        owner(rule, side) for rule, side in zip(frame["rule_id"], frame["side"], strict=True)
+    ]
     frame["owner"] = frame["owner"].astype("str")
     frame["finding_id"] = [
         finding_id(r, a, s, f)
-        for r, a, s, f in zip(frame["rule_id"], frame["asset_type"], frame["subject"], frame["field"], strict=True)
+        for r, a, s, f in zip(
+            frame["rule_id"], frame["asset_type"], frame["subject"], frame["field"], strict=True
+        )
     ]
     frame["finding_id"] = frame["finding_id"].astype("str")
     # Two id-less records with the same name are one finding: their identity cannot tell them apart.

@@ -77,9 +77,7 @@ def compute_metrics(
         if start is not None:
             judged = judged[judged["commissioned_on"] >= pd.Timestamp(start)]
         first_marketing = (
-            match.marketing[~match.marketing["duplicate_id"]]
-            .groupby("pms_id")["recorded_at"]
-            .min()
+            match.marketing[~match.marketing["duplicate_id"]].groupby("pms_id")["recorded_at"].min()
         )
         pms_day = local_day(judged["recorded_at"])
         mkt_day = local_day(lookup(judged["source_id"], first_marketing))
@@ -91,16 +89,20 @@ def compute_metrics(
             & (mkt_day[judged.index] <= judged["deadline"])
         )
 
-        counts = pd.DataFrame(
-            {
-                "pms_assets": pms.groupby("org").size(),
-                "linked": pms.groupby("org")["linked"].sum(),
-                "pairs": pairs.groupby("org").size(),
-                "consistent_pairs": pairs.groupby("org")["consistent"].sum(),
-                "due": judged.groupby("org").size(),
-                "on_time": judged.groupby("org")["on_time"].sum(),
-            }
-        ).fillna(0).astype("int64")
+        counts = (
+            pd.DataFrame(
+                {
+                    "pms_assets": pms.groupby("org").size(),
+                    "linked": pms.groupby("org")["linked"].sum(),
+                    "pairs": pairs.groupby("org").size(),
+                    "consistent_pairs": pairs.groupby("org")["consistent"].sum(),
+                    "due": judged.groupby("org").size(),
+                    "on_time": judged.groupby("org")["on_time"].sum(),
+                }
+            )
+            .fillna(0)
+            .astype("int64")
+        )
         for org, row in counts.iterrows():
             rows.append({"asset_type": asset_type, "org_code": org, "scope": "org", **row})
         for ancestor, row in _roll_up(counts, parents).iterrows():

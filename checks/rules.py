@@ -66,7 +66,9 @@ class Judge:
         spec = next((t for t in asset.tables if t.table == table), asset.tables[0])
         if field == "parent":
             if asset.hops:
-                return " -> ".join([spec.parent_column or "?"] + [f"{h.table}.{h.to_column}" for h in asset.hops])
+                return " -> ".join(
+                    [spec.parent_column or "?"] + [f"{h.table}.{h.to_column}" for h in asset.hops]
+                )
             return spec.parent_column or "?"
         found = spec.field(field)
         return found.column if found else field
@@ -96,7 +98,9 @@ class Judge:
                     parts.append(self.duplicate_ids(system, asset_type, frame))
                 if enabled("INVALID_VALUE"):
                     parts.append(
-                        self.invalid_values(system, asset_type, judged, invalid[(system, asset_type)])
+                        self.invalid_values(
+                            system, asset_type, judged, invalid[(system, asset_type)]
+                        )
                     )
                 if enabled("PARENT_MISSING"):
                     parts.append(self.parents_missing(system, asset_type, judged))
@@ -131,10 +135,15 @@ class Judge:
             + ")"
         )
         return findings.build(
-            "DUPLICATE_ID", asset_type, system, first.index,
+            "DUPLICATE_ID",
+            asset_type,
+            system,
+            first.index,
             pms_id=ids if system == "pms" else first["pms_id"],
             marketing_id=ids if system == "marketing" else None,
-            asset_name=first["name"], org_code=first["org_code"], detail=detail,
+            asset_name=first["name"],
+            org_code=first["org_code"],
+            detail=detail,
         )
 
     # -- INVALID_VALUE -----------------------------------------------------------------------
@@ -153,13 +162,21 @@ class Judge:
         ]
         shown = failures["value"].map(lambda v: repr(v), na_action="ignore").fillna("null")
         detail = (
-            pd.Series(tables, index=index) + "." + pd.Series(columns, index=index)
-            + " = " + shown + ": " + failures["reason"]
+            pd.Series(tables, index=index)
+            + "."
+            + pd.Series(columns, index=index)
+            + " = "
+            + shown
+            + ": "
+            + failures["reason"]
         )
         value = failures["value"].astype("str")
         ids = pd.Series(rows["source_id"].to_numpy(), index=index)
         return findings.build(
-            "INVALID_VALUE", asset_type, system, index,
+            "INVALID_VALUE",
+            asset_type,
+            system,
+            index,
             pms_id=ids if system == "pms" else pd.Series(rows["pms_id"].to_numpy(), index=index),
             marketing_id=ids if system == "marketing" else None,
             asset_name=pd.Series(rows["name"].to_numpy(), index=index),
@@ -184,10 +201,15 @@ class Judge:
         )
         value = orphans["parent_source_id"]
         return findings.build(
-            "PARENT_MISSING", asset_type, system, orphans.index,
+            "PARENT_MISSING",
+            asset_type,
+            system,
+            orphans.index,
             pms_id=orphans["source_id"] if system == "pms" else orphans["pms_id"],
             marketing_id=orphans["source_id"] if system == "marketing" else None,
-            asset_name=orphans["name"], org_code=orphans["org_code"], field=system,
+            asset_name=orphans["name"],
+            org_code=orphans["org_code"],
+            field=system,
             pms_value=value if system == "pms" else None,
             marketing_value=value if system == "marketing" else None,
             detail=detail,
@@ -204,11 +226,17 @@ class Judge:
             dangling = marketing[in_service & (marketing["link"] == LINK_DANGLING)]
             out.append(
                 findings.build(
-                    "MISSING_IN_PMS", asset_type, "marketing", dangling.index,
-                    pms_id=dangling["pms_id"], marketing_id=dangling["source_id"],
-                    asset_name=dangling["name"], org_code=dangling["org_code"],
+                    "MISSING_IN_PMS",
+                    asset_type,
+                    "marketing",
+                    dangling.index,
+                    pms_id=dangling["pms_id"],
+                    marketing_id=dangling["source_id"],
+                    asset_name=dangling["name"],
+                    org_code=dangling["org_code"],
                     marketing_value=dangling["pms_id"],
-                    detail="stored PMS id " + dangling["pms_id"]
+                    detail="stored PMS id "
+                    + dangling["pms_id"]
                     + f" matches no in-scope PMS {asset_type}",
                 )
             )
@@ -216,8 +244,12 @@ class Judge:
             unlinked = marketing[in_service & (marketing["link"] == LINK_NONE)]
             out.append(
                 findings.build(
-                    "UNLINKED", asset_type, "marketing", unlinked.index,
-                    marketing_id=unlinked["source_id"], asset_name=unlinked["name"],
+                    "UNLINKED",
+                    asset_type,
+                    "marketing",
+                    unlinked.index,
+                    marketing_id=unlinked["source_id"],
+                    asset_name=unlinked["name"],
                     org_code=unlinked["org_code"],
                     detail=self._candidates(unlinked, match.pms),
                 )
@@ -229,11 +261,18 @@ class Judge:
             )
             out.append(
                 findings.build(
-                    "DUPLICATE_LINK", asset_type, "marketing", shared.index,
-                    pms_id=shared["pms_id"], marketing_id=shared["source_id"],
-                    asset_name=shared["name"], org_code=shared["org_code"],
+                    "DUPLICATE_LINK",
+                    asset_type,
+                    "marketing",
+                    shared.index,
+                    pms_id=shared["pms_id"],
+                    marketing_id=shared["source_id"],
+                    asset_name=shared["name"],
+                    org_code=shared["org_code"],
                     marketing_value=shared["pms_id"],
-                    detail="PMS id " + shared["pms_id"] + " is carried by marketing records "
+                    detail="PMS id "
+                    + shared["pms_id"]
+                    + " is carried by marketing records "
                     + group.astype("str"),
                 )
             )
@@ -255,7 +294,9 @@ class Judge:
             if group is None or not isinstance(key, str):
                 details.append("no PMS record with the same org and voltage")
                 continue
-            scores = [difflib.SequenceMatcher(None, key, other).ratio() for other in group["name_key"]]
+            scores = [
+                difflib.SequenceMatcher(None, key, other).ratio() for other in group["name_key"]
+            ]
             ranked = (
                 group.assign(score=scores)
                 .sort_values(["score", "source_id"], ascending=[False, True])
@@ -264,7 +305,11 @@ class Judge:
             shown = [
                 f"{name} (PMS {pid}{', already linked' if linked else ''}, {score:.2f})"
                 for name, pid, linked, score in zip(
-                    ranked["name"], ranked["source_id"], ranked["linked"], ranked["score"], strict=True
+                    ranked["name"],
+                    ranked["source_id"],
+                    ranked["linked"],
+                    ranked["score"],
+                    strict=True,
                 )
             ]
             details.append("candidates: " + "; ".join(shown))
@@ -286,7 +331,10 @@ class Judge:
         out = []
         for field in COMPARED_FIELDS:
             if field == "parent":
-                if not (self._has_parent("pms", asset_type) and self._has_parent("marketing", asset_type)):
+                if not (
+                    self._has_parent("pms", asset_type)
+                    and self._has_parent("marketing", asset_type)
+                ):
                     continue
                 left, right = pairs["parent_pms_id_pms"], pairs["parent_pms_id_mkt"]
             else:
@@ -300,7 +348,9 @@ class Judge:
                 differs = pairs["name_key_pms"] != pairs["name_key_mkt"]
             elif field in ("voltage_kv", "capacity_kva"):
                 tolerance = self.settings.tolerance.get(field, 0.0)
-                differs = (left.astype("float64") - right.astype("float64")).abs() > tolerance + 1e-9
+                differs = (
+                    left.astype("float64") - right.astype("float64")
+                ).abs() > tolerance + 1e-9
             else:
                 differs = left != right
             hit = pairs[comparable & differs.fillna(False)]
@@ -310,17 +360,31 @@ class Judge:
             mkt_value = as_text(right[hit.index])
             if field == "parent":
                 detail = (
-                    "PMS parent " + pms_value + "; marketing parent "
-                    + hit["parent_source_id_mkt"].astype("str") + " links to PMS " + mkt_value
+                    "PMS parent "
+                    + pms_value
+                    + "; marketing parent "
+                    + hit["parent_source_id_mkt"].astype("str")
+                    + " links to PMS "
+                    + mkt_value
                 )
             else:
-                detail = f"{field}: PMS " + pms_value.fillna("") + " ≠ marketing " + mkt_value.fillna("")
+                detail = (
+                    f"{field}: PMS " + pms_value.fillna("") + " ≠ marketing " + mkt_value.fillna("")
+                )
             out.append(
                 findings.build(
-                    "ATTR_MISMATCH", asset_type, "pair", hit.index,
-                    pms_id=hit["source_id_pms"], marketing_id=hit["source_id_mkt"],
-                    asset_name=hit["name_pms"], org_code=hit["org_code_pms"], field=field,
-                    pms_value=pms_value, marketing_value=mkt_value, detail=detail,
+                    "ATTR_MISMATCH",
+                    asset_type,
+                    "pair",
+                    hit.index,
+                    pms_id=hit["source_id_pms"],
+                    marketing_id=hit["source_id_mkt"],
+                    asset_name=hit["name_pms"],
+                    org_code=hit["org_code_pms"],
+                    field=field,
+                    pms_value=pms_value,
+                    marketing_value=mkt_value,
+                    detail=detail,
                 )
             )
         return pd.concat(out, ignore_index=True) if out else findings.empty()
@@ -353,13 +417,16 @@ class Judge:
         pending = unlinked[due[unlinked.index] >= self.as_of_ts]
         if enabled("ARCHIVE_OVERDUE") and len(overdue):
             late_by = [
-                self.calendar.working_days_between(d.date(), self.as_of)
-                for d in due[overdue.index]
+                self.calendar.working_days_between(d.date(), self.as_of) for d in due[overdue.index]
             ]
             out.append(
                 findings.build(
-                    "ARCHIVE_OVERDUE", asset_type, "pms", overdue.index,
-                    pms_id=overdue["source_id"], asset_name=overdue["name"],
+                    "ARCHIVE_OVERDUE",
+                    asset_type,
+                    "pms",
+                    overdue.index,
+                    pms_id=overdue["source_id"],
+                    asset_name=overdue["name"],
                     org_code=overdue["org_code"],
                     detail=_due_text(overdue["commissioned_on"], due[overdue.index], n_due)
                     + ", not in marketing; "
@@ -373,8 +440,12 @@ class Judge:
             ]
             out.append(
                 findings.build(
-                    "ARCHIVE_PENDING", asset_type, "pms", pending.index,
-                    pms_id=pending["source_id"], asset_name=pending["name"],
+                    "ARCHIVE_PENDING",
+                    asset_type,
+                    "pms",
+                    pending.index,
+                    pms_id=pending["source_id"],
+                    asset_name=pending["name"],
                     org_code=pending["org_code"],
                     detail=_due_text(pending["commissioned_on"], due[pending.index], n_due)
                     + ", not in marketing yet; "
@@ -398,12 +469,18 @@ class Judge:
         if len(late_pms):
             out.append(
                 findings.build(
-                    "ARCHIVE_LATE", asset_type, "pms", late_pms.index,
-                    pms_id=late_pms["source_id"], asset_name=late_pms["name"],
-                    org_code=late_pms["org_code"], field="pms",
+                    "ARCHIVE_LATE",
+                    asset_type,
+                    "pms",
+                    late_pms.index,
+                    pms_id=late_pms["source_id"],
+                    asset_name=late_pms["name"],
+                    org_code=late_pms["org_code"],
+                    field="pms",
                     pms_value=as_text(recorded[late_pms.index]),
                     detail=_due_text(late_pms["commissioned_on"], deadline[late_pms.index], n_late)
-                    + "; recorded in PMS on " + as_text(recorded[late_pms.index]),
+                    + "; recorded in PMS on "
+                    + as_text(recorded[late_pms.index]),
                 )
             )
         pairs = match.pairs[match.pairs["row_pms"].isin(subjects.index)]
@@ -414,14 +491,21 @@ class Judge:
             if len(late):
                 out.append(
                     findings.build(
-                        "ARCHIVE_LATE", asset_type, "marketing", late.index,
-                        pms_id=late["source_id_pms"], marketing_id=late["source_id_mkt"],
-                        asset_name=late["name_pms"], org_code=late["org_code_pms"],
-                        field="marketing", marketing_value=as_text(mkt_recorded[late.index]),
+                        "ARCHIVE_LATE",
+                        asset_type,
+                        "marketing",
+                        late.index,
+                        pms_id=late["source_id_pms"],
+                        marketing_id=late["source_id_mkt"],
+                        asset_name=late["name_pms"],
+                        org_code=late["org_code_pms"],
+                        field="marketing",
+                        marketing_value=as_text(mkt_recorded[late.index]),
                         detail=_due_text(
                             late["commissioned_on_pms"], pair_deadline[late.index], n_late
                         )
-                        + "; recorded in marketing on " + as_text(mkt_recorded[late.index]),
+                        + "; recorded in marketing on "
+                        + as_text(mkt_recorded[late.index]),
                     )
                 )
         return out
@@ -429,7 +513,10 @@ class Judge:
 
 def _due_text(commissioned: pd.Series, deadline: pd.Series, n: int) -> pd.Series:
     return (
-        "commissioned " + as_text(commissioned) + ", deadline " + as_text(deadline)
+        "commissioned "
+        + as_text(commissioned)
+        + ", deadline "
+        + as_text(deadline)
         + f" ({n} working days)"
     )
 

@@ -76,7 +76,9 @@ class RuleSettings:
             "rules": {rule: vars(setting) for rule, setting in self.rules.items()},
             "owners": self.owners,
             "tolerance": self.tolerance,
-            "timeliness_since": self.timeliness_since.isoformat() if self.timeliness_since else None,
+            "timeliness_since": self.timeliness_since.isoformat()
+            if self.timeliness_since
+            else None,
             "metrics_period": self.metrics_period,
             "unlinked_candidates": self.unlinked_candidates,
             "validity_checks": sorted(self.validity_checks) if self.validity_checks else None,
@@ -91,14 +93,18 @@ class RuleSettings:
     def parse(cls, data: dict[str, Any], file: Path) -> RuleSettings:
         section = Section(data, file, "rules")
         allowed = {
-            "deadline_working_days", "owners", "tolerance", "timeliness_since",
-            "metrics_period", "unlinked_candidates", "validity", *RULES,
+            "deadline_working_days",
+            "owners",
+            "tolerance",
+            "timeliness_since",
+            "metrics_period",
+            "unlinked_candidates",
+            "validity",
+            *RULES,
         }
         for key in section.data:
             if key not in allowed and key.isupper():
-                raise section.fail(
-                    f"'rules.{key}' is not a rule id; rule ids: {', '.join(RULES)}"
-                )
+                raise section.fail(f"'rules.{key}' is not a rule id; rule ids: {', '.join(RULES)}")
         section.check_keys(allowed)
         deadline = section.integer("deadline_working_days", 5, minimum=1, maximum=60)
 

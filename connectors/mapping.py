@@ -141,7 +141,9 @@ class Mapping:
 
 def builtin_mapping_names() -> list[str]:
     folder = resources.files("gridrecon.connectors.mappings")
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load_mapping(name_or_path: str, expected_system: str | None = None) -> Mapping:
@@ -164,7 +166,7 @@ def load_mapping(name_or_path: str, expected_system: str | None = None) -> Mappi
     if expected_system and mapping.system != expected_system:
         raise MappingError(
             f"{path}: describes system '{mapping.system}' but is configured for "
-            f"[{expected_system}]; set system = \"{expected_system}\" or use another mapping"
+            f'[{expected_system}]; set system = "{expected_system}" or use another mapping'
         )
     return mapping
 
@@ -223,8 +225,7 @@ def _parse_codes(section: Section | None) -> dict[str, dict[str, Any]]:
         for code, value in entries.data.items():
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise entries.fail(
-                    f"code '{entries.key_name(code)}' must map to a number or a text, "
-                    f"got {value!r}"
+                    f"code '{entries.key_name(code)}' must map to a number or a text, got {value!r}"
                 )
             decoded[code.strip()] = value
         lists[list_name] = decoded
@@ -346,7 +347,7 @@ def _parse_asset(
     if not isinstance(tables_raw, list) or not tables_raw:
         raise section.fail(
             f"'{section.key_name('tables')}' must list one or more tables, "
-            "e.g. tables = [{ table = \"T_SB_ZNYC_DZ\" }]"
+            'e.g. tables = [{ table = "T_SB_ZNYC_DZ" }]'
         )
 
     parent_column_default, hops = _parse_parent(section, asset_type, absent)
@@ -400,12 +401,14 @@ def _parse_parent(
         if HAS_PARENT[asset_type] and "parent" not in absent:
             raise section.fail(
                 f"[{section.key_name('parent')}] is missing: a {asset_type} has a parent; give "
-                "parent = { column = \"...\" } or a path through relation tables "
-                "(parent = { via = [...] }), or list \"parent\" in absent"
+                'parent = { column = "..." } or a path through relation tables '
+                '(parent = { via = [...] }), or list "parent" in absent'
             )
         return None, ()
     if not HAS_PARENT[asset_type]:
-        raise parent.fail(f"a {asset_type} has no parent in gridrecon's model; remove [{parent.where}]")
+        raise parent.fail(
+            f"a {asset_type} has no parent in gridrecon's model; remove [{parent.where}]"
+        )
     parent.check_keys({"column", "via"})
     column = parent.string("column")
     via = parent.data.get("via", [])

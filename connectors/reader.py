@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -243,6 +243,7 @@ def read_asset(
     org_map: dict[str, str] | None,
     zone: ZoneInfo,
     selection: Selection | None = None,
+    progress: Progress | None = None,
 ) -> AssetRead:
     started = time.monotonic()
     mapping: Mapping = source.mapping
@@ -256,7 +257,11 @@ def read_asset(
         count = 0
         for raw in stream(source, statement):
             count += len(raw)
-            chunks.append(normalize_chunk(source.system, raw, spec, asset, mapping.codes, org_map, zone))
+            chunks.append(
+                normalize_chunk(source.system, raw, spec, asset, mapping.codes, org_map, zone)
+            )
+            if progress is not None:
+                progress(source.system, asset_type, sum(rows_by_table.values()) + count)
         rows_by_table[spec.table] = count
     records = pd.concat(chunks, ignore_index=True) if chunks else empty_frame(zone)
     for hop in asset.hops:
@@ -293,7 +298,9 @@ def load_org_map(mapping: Mapping, sources: dict[str, Source]) -> dict[str, str]
     lookup: dict[str, str] = {}
     for chunk in stream(source, statement):
         keys, values = normalize_ids(chunk["key"]), normalize_ids(chunk["value"])
-        lookup.update((k, v) for k, v in zip(keys, values, strict=True) if pd.notna(k) and pd.notna(v))
+        lookup.update(
+            (k, v) for k, v in zip(keys, values, strict=True) if pd.notna(k) and pd.notna(v)
+        )
     return lookup
 
 
@@ -339,11 +346,15 @@ def _org_map_from_csv(mapping: Mapping, spec: OrgMapSpec) -> dict[str, str]:
     return {k: v for k, v in zip(keys, values, strict=True) if pd.notna(k) and pd.notna(v)}
 
 
+Progress = Callable[[str, str, int], None]  # (system, asset type, rows read so far)
+
+
 def read_source(
     source: Source,
     sources: dict[str, Source],
     zone: ZoneInfo,
     asset_types: Iterable[str] = ASSET_TYPES,
+    progress: Progress | None = None,
 ) -> SourceRead:
     """Read the given asset types of one system into canonical frames."""
     asset_types = list(asset_types)
@@ -351,7 +362,9 @@ def read_source(
     org_map = load_org_map(source.mapping, sources)
     read = SourceRead(system=source.system, url=source.display_url, mapping=source.mapping.name)
     for asset_type in asset_types:
-        read.assets[asset_type] = read_asset(source, resolver, asset_type, org_map, zone)
+        read.assets[asset_type] = read_asset(
+            source, resolver, asset_type, org_map, zone, progress=progress
+        )
     return read
 
 

@@ -94,8 +94,7 @@ class Source:
             yield connection
         except DBAPIError as exc:
             raise SourceError(
-                f"reading the {self.system} database {self.display_url} failed: "
-                f"{self._scrub(exc)}"
+                f"reading the {self.system} database {self.display_url} failed: {self._scrub(exc)}"
             ) from None
         finally:
             connection.close()
@@ -237,9 +236,11 @@ def raise_problems(mapping: Mapping, problems: list[Problem]) -> None:
     if not problems:
         return
     first = problems[0]
-    more = f" (and {len(problems) - 1} more problems: run gridrecon validate)" if len(
-        problems
-    ) > 1 else ""
+    more = (
+        f" (and {len(problems) - 1} more problems: run gridrecon validate)"
+        if len(problems) > 1
+        else ""
+    )
     raise MappingError(f"{mapping.path}: {first.key}: {first.message}{more}")
 
 

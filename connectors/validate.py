@@ -124,7 +124,9 @@ def _inspect_table(
     count_statement = sa.select(sa.func.count()).select_from(counted.subquery())
     with source.connect() as connection:
         result.tables.append(
-            TableCount(asset_type, spec.table, int(connection.execute(count_statement).scalar_one()))
+            TableCount(
+                asset_type, spec.table, int(connection.execute(count_statement).scalar_one())
+            )
         )
         for field_spec in spec.fields:
             known: set[str] | None = None
@@ -143,5 +145,7 @@ def _inspect_table(
                 if pd.isna(key) or key in known:
                     continue
                 result.unknown_values.append(
-                    UnknownValue(asset_type, spec.table, field_spec.column, field_spec.name, key, int(rows))
+                    UnknownValue(
+                        asset_type, spec.table, field_spec.column, field_spec.name, key, int(rows)
+                    )
                 )

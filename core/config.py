@@ -144,8 +144,16 @@ def _parse_source(root: Section, system: str, default_mapping: str, base: Path) 
 
 
 _SCHEDULE_KEYS = {
-    "cron", "timezone", "misfire_grace_seconds", "log_file", "log_max_bytes", "log_backups",
-    "on_failure", "on_findings", "on_findings_min_severity", "hook_timeout_seconds",
+    "cron",
+    "timezone",
+    "misfire_grace_seconds",
+    "log_file",
+    "log_max_bytes",
+    "log_backups",
+    "on_failure",
+    "on_findings",
+    "on_findings_min_severity",
+    "hook_timeout_seconds",
 }
 
 

@@ -112,7 +112,9 @@ class Section:
     def string_list(self, key: str) -> list[str]:
         value = self.data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(f"'{self.key_name(key)}' must be a list of strings, got {_shown(value)}")
+            raise self.fail(
+                f"'{self.key_name(key)}' must be a list of strings, got {_shown(value)}"
+            )
         return value
 
 

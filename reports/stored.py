@@ -21,8 +21,13 @@ from ..core.errors import ConfigError
 def run_folder(report_dir: Path, run: str) -> Path:
     folder = report_dir / run
     if not (folder / "summary.json").is_file() or not (folder / "findings.json").is_file():
-        known = sorted(p.name for p in report_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-            if report_dir.is_dir() else []
+        known = (
+            sorted(
+                p.name for p in report_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+            )
+            if report_dir.is_dir()
+            else []
+        )
         shown = ", ".join(known[-5:]) or "none"
         raise ConfigError(
             f"no stored run '{run}' in the report directory {report_dir} (recent: {shown}); "
@@ -45,20 +50,29 @@ def load_run(report_dir: Path, run: str) -> RunResult:
     findings["waived"] = findings["waived"].astype(bool)
     for column in INTERNAL_FIELDS:
         findings[column] = ""
-    trend = pd.DataFrame(summary.get("trend", []), columns=["run_id", "started_at", "rule_id", "open"])
+    trend = pd.DataFrame(
+        summary.get("trend", []), columns=["run_id", "started_at", "rule_id", "open"]
+    )
     return RunResult(
         run_id=summary["run_id"],
         as_of=dt.date.fromisoformat(summary["as_of"]),
         started_at=dt.datetime.fromisoformat(summary["started_at"]),
-        finished_at=(dt.datetime.fromisoformat(summary["finished_at"])
-                     if summary.get("finished_at") else None),
+        finished_at=(
+            dt.datetime.fromisoformat(summary["finished_at"])
+            if summary.get("finished_at")
+            else None
+        ),
         config_path=summary["config"]["path"],
         config_fingerprint=summary["config"]["fingerprint"],
         settings=summary.get("settings", {}),
         sources={
             system: SourceSummary(
-                system=system, url=s["url"], mapping=s["mapping"], rows=s["rows"],
-                rows_by_table=s.get("rows_by_table", {}), newest_update=s.get("newest_update", {}),
+                system=system,
+                url=s["url"],
+                mapping=s["mapping"],
+                rows=s["rows"],
+                rows_by_table=s.get("rows_by_table", {}),
+                newest_update=s.get("newest_update", {}),
                 seconds=s.get("seconds", 0.0),
             )
             for system, s in summary.get("sources", {}).items()

@@ -91,7 +91,8 @@ def schedule(
     except GridreconError as exc:
         # From here on the log is where operators look: the reason goes there, once.
         logging.getLogger("gridrecon.schedule").error(
-            "the scheduler cannot run: %s", exc.message,
+            "the scheduler cannot run: %s",
+            exc.message,
             extra={"event": "scheduler_failed", "exit_code": exc.exit_code},
         )
         raise typer.Exit(exc.exit_code) from None
@@ -135,13 +136,21 @@ def status(
                 ("", "the config's cron differs from the running one; it applies at its restart")
             )
     run = info["last_run"]
-    rows.append(("last run", "none yet" if run is None else
-                 f"{run['run_id']}  {run['status']}, exit {run['exit_code']}, "
-                 f"{run['duration_s'] or 0:.1f} s, started {run['started_at']}"))
+    rows.append(
+        (
+            "last run",
+            "none yet"
+            if run is None
+            else f"{run['run_id']}  {run['status']}, exit {run['exit_code']}, "
+            f"{run['duration_s'] or 0:.1f} s, started {run['started_at']}",
+        )
+    )
     attempt = info["last_attempt"]
     if attempt is not None:
-        text = (f"{attempt['started_at']}  {attempt['status']}, exit {attempt['exit_code']}, "
-                f"{attempt['duration_s'] or 0:.1f} s")
+        text = (
+            f"{attempt['started_at']}  {attempt['status']}, exit {attempt['exit_code']}, "
+            f"{attempt['duration_s'] or 0:.1f} s"
+        )
         if attempt["error"]:
             text += f": {attempt['error']}"
         if attempt["hooks"]:

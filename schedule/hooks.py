@@ -59,28 +59,49 @@ def run_hook(
             start_new_session=True,
         )
     except OSError as exc:
-        log.error("hook %s could not start %s: %s", hook, argv[0], exc.strerror or exc,
-                  extra={"event": "hook_failed", **fields, "exit_code": None})
+        log.error(
+            "hook %s could not start %s: %s",
+            hook,
+            argv[0],
+            exc.strerror or exc,
+            extra={"event": "hook_failed", **fields, "exit_code": None},
+        )
         return HookOutcome(hook, None, False, time.monotonic() - began)
     try:
         output, _ = process.communicate(data, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(process)
         seconds = time.monotonic() - began
-        log.error("hook %s timed out after %d s and was killed", hook, timeout,
-                  extra={"event": "hook_timed_out", **fields, "timeout_s": timeout})
+        log.error(
+            "hook %s timed out after %d s and was killed",
+            hook,
+            timeout,
+            extra={"event": "hook_timed_out", **fields, "timeout_s": timeout},
+        )
         return HookOutcome(hook, None, True, seconds)
     seconds = time.monotonic() - began
     if process.returncode != 0:
         tail = output.decode(errors="replace").strip()[-_OUTPUT_TAIL:]
-        log.error("hook %s exited %d after %.1f s%s", hook, process.returncode, seconds,
-                  f": {mask(tail)}" if tail else "",
-                  extra={"event": "hook_failed", **fields, "exit_code": process.returncode,
-                         "duration_s": round(seconds, 3)})
+        log.error(
+            "hook %s exited %d after %.1f s%s",
+            hook,
+            process.returncode,
+            seconds,
+            f": {mask(tail)}" if tail else "",
+            extra={
+                "event": "hook_failed",
+                **fields,
+                "exit_code": process.returncode,
+                "duration_s": round(seconds, 3),
+            },
+        )
     else:
-        log.info("hook %s done in %.1f s", hook, seconds,
-                 extra={"event": "hook_done", **fields, "exit_code": 0,
-                        "duration_s": round(seconds, 3)})
+        log.info(
+            "hook %s done in %.1f s",
+            hook,
+            seconds,
+            extra={"event": "hook_done", **fields, "exit_code": 0, "duration_s": round(seconds, 3)},
+        )
     return HookOutcome(hook, process.returncode, False, seconds)
 
 

@@ -30,9 +30,7 @@ LOGGER = "gridrecon"
 QUIET = ("alembic", "apscheduler", "great_expectations", "sqlalchemy", "urllib3")
 
 # scheme://user:password@host -> scheme://user:***@host, whoever produced the text
-_URL_PASSWORD = re.compile(
-    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<password>[^\s/]+)@"
-)
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<password>[^\s/]+)@")
 _secrets: set[str] = set()
 
 # LogRecord's own attributes: whatever else a record carries came in through `extra`.
@@ -136,8 +134,9 @@ def configure(
             )
         try:
             handlers.append(
-                RotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=backups,
-                                    encoding="utf-8")
+                RotatingFileHandler(
+                    log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+                )
             )
         except OSError as exc:
             raise ConfigError(f"cannot write the log file {log_file}: {exc.strerror}") from None

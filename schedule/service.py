@@ -53,7 +53,8 @@ SQLITE_BUSY_SECONDS = 300
 
 _metadata = sa.MetaData()
 attempts = sa.Table(
-    ATTEMPTS_TABLE, _metadata,
+    ATTEMPTS_TABLE,
+    _metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("started_at", sa.DateTime()),  # naive UTC, like the state store
     sa.Column("finished_at", sa.DateTime()),
@@ -132,14 +133,18 @@ def build_trigger(schedule: ScheduleConfig, file: Path):
         )
     try:
         return CronTrigger(
-            second=second, minute=minute, hour=hour, day=day.replace("?", "*"), month=month,
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day.replace("?", "*"),
+            month=month,
             day_of_week=crontab_weekdays(weekday.replace("?", "*")),
             timezone=schedule.timezone,
         )
     except ValueError as exc:
         raise ConfigError(
             f"{file}: 'schedule.cron' '{schedule.cron}' is not a cron expression: {exc}. Five "
-            "fields: minute hour day month weekday, e.g. \"0 2 * * *\" for 02:00 every day"
+            'fields: minute hour day month weekday, e.g. "0 2 * * *" for 02:00 every day'
         ) from None
 
 
@@ -154,14 +159,17 @@ def _store_error(config: Config, doing: str, exc: BaseException):
     orig = getattr(exc, "orig", None) or exc
     text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
     return StateStoreError(
-        logs.mask(f"{doing} the schedule in the state store {display_url(config.state_url)} "
-                  f"failed: {text}; check [state] url in the config")
+        logs.mask(
+            f"{doing} the schedule in the state store {display_url(config.state_url)} "
+            f"failed: {text}; check [state] url in the config"
+        )
     )
 
 
 def _remember_passwords(config: Config) -> None:
-    logs.remember_secrets(config.pms.url.password, config.marketing.url.password,
-                          config.state_url.password)
+    logs.remember_secrets(
+        config.pms.url.password, config.marketing.url.password, config.state_url.password
+    )
 
 
 # -- the job -----------------------------------------------------------------------------------
@@ -211,37 +219,68 @@ def scheduled_run(config_path: str) -> None:
         except GridreconError as exc:
             error, exit_code = logs.mask(exc.message), exc.exit_code
             if not witness.failure_logged:
-                log.error("run failed: %s", error, extra={
-                    "event": "run_failed", "exit_code": exit_code,
-                    "duration_s": round(time.monotonic() - began, 3)})
+                log.error(
+                    "run failed: %s",
+                    error,
+                    extra={
+                        "event": "run_failed",
+                        "exit_code": exit_code,
+                        "duration_s": round(time.monotonic() - began, 3),
+                    },
+                )
         except Exception as exc:  # a bug: keep the traceback in the log, keep the schedule
             error = logs.mask(f"internal error: {type(exc).__name__}: {exc}")
-            log.exception("run failed: %s", error, extra={
-                "event": "run_failed", "exit_code": None,
-                "duration_s": round(time.monotonic() - began, 3)})
+            log.exception(
+                "run failed: %s",
+                error,
+                extra={
+                    "event": "run_failed",
+                    "exit_code": None,
+                    "duration_s": round(time.monotonic() - began, 3),
+                },
+            )
         finished_at = _now(config)
         seconds = time.monotonic() - began
         if result is not None and result.status == "inconclusive":
-            log.warning("run inconclusive: %s", logs.mask("; ".join(result.notes)), extra={
-                "event": "run_inconclusive", "run_id": result.run_id, "exit_code": 3})
+            log.warning(
+                "run inconclusive: %s",
+                logs.mask("; ".join(result.notes)),
+                extra={"event": "run_inconclusive", "run_id": result.run_id, "exit_code": 3},
+            )
         if config is None:
             return  # nothing to notify or record with: the log line above is all there is
         try:
-            outcomes = _notify(config, config_path, result, folder, error, exit_code,
-                               started_at, finished_at, seconds)
-            _record_attempt(config, result, error, exit_code, started_at, finished_at,
-                            seconds, outcomes)
+            outcomes = _notify(
+                config,
+                config_path,
+                result,
+                folder,
+                error,
+                exit_code,
+                started_at,
+                finished_at,
+                seconds,
+            )
+            _record_attempt(
+                config, result, error, exit_code, started_at, finished_at, seconds, outcomes
+            )
         except Exception:  # a bug after the run: log it, keep the schedule
-            log.exception("notifying or recording the run failed",
-                          extra={"event": "scheduler_error"})
+            log.exception(
+                "notifying or recording the run failed", extra={"event": "scheduler_error"}
+            )
     finally:
         library_log.removeFilter(witness)
         _running.clear()
 
 
 def failure_summary(
-    config: Config, config_path: str, error: str, exit_code: int | None,
-    started_at: dt.datetime, finished_at: dt.datetime, seconds: float,
+    config: Config,
+    config_path: str,
+    error: str,
+    exit_code: int | None,
+    started_at: dt.datetime,
+    finished_at: dt.datetime,
+    seconds: float,
 ) -> dict[str, Any]:
     """What on_failure gets when the run raised (there is no RunResult to summarise)."""
     return {
@@ -262,16 +301,18 @@ def failure_summary(
     }
 
 
-def _notify(config, config_path, result, folder, error, exit_code, started_at, finished_at,
-            seconds) -> list[HookOutcome]:
+def _notify(
+    config, config_path, result, folder, error, exit_code, started_at, finished_at, seconds
+) -> list[HookOutcome]:
     from ..checks.settings import SEVERITY_RANK
     from ..reports.machine import summary
 
     schedule = config.schedule
     if result is None:
         hook, argv = "on_failure", schedule.on_failure
-        payload = failure_summary(config, config_path, error or "", exit_code, started_at,
-                                  finished_at, seconds)
+        payload = failure_summary(
+            config, config_path, error or "", exit_code, started_at, finished_at, seconds
+        )
         status = "failed"
     elif result.status != "completed" or result.exit_code >= 2:
         hook, argv, payload = "on_failure", schedule.on_failure, summary(result)
@@ -294,15 +335,25 @@ def _notify(config, config_path, result, folder, error, exit_code, started_at, f
         "GRIDRECON_RUN_FOLDER": str(folder) if folder is not None else "",
         "GRIDRECON_CONFIG": config_path,
     }
-    return [run_hook(hook, argv, payload, schedule.hook_timeout_seconds, config.path.parent,
-                     environment)]
+    return [
+        run_hook(
+            hook, argv, payload, schedule.hook_timeout_seconds, config.path.parent, environment
+        )
+    ]
 
 
-def _record_attempt(config, result, error, exit_code, started_at, finished_at, seconds,
-                    outcomes: list[HookOutcome]) -> None:
+def _record_attempt(
+    config, result, error, exit_code, started_at, finished_at, seconds, outcomes: list[HookOutcome]
+) -> None:
     hooks = ", ".join(
-        f"{o.hook} " + ("timed out" if o.timed_out else
-                        "did not start" if o.exit_code is None else f"exit {o.exit_code}")
+        f"{o.hook} "
+        + (
+            "timed out"
+            if o.timed_out
+            else "did not start"
+            if o.exit_code is None
+            else f"exit {o.exit_code}"
+        )
         for o in outcomes
     )
     row = {
@@ -322,14 +373,19 @@ def _record_attempt(config, result, error, exit_code, started_at, finished_at, s
             _metadata.create_all(connection, checkfirst=True)
             connection.execute(attempts.insert().values(**row))
             oldest_kept = connection.execute(
-                sa.select(attempts.c.id).order_by(attempts.c.id.desc())
-                .offset(KEEP_ATTEMPTS - 1).limit(1)
+                sa.select(attempts.c.id)
+                .order_by(attempts.c.id.desc())
+                .offset(KEEP_ATTEMPTS - 1)
+                .limit(1)
             ).scalar()
             if oldest_kept is not None:
                 connection.execute(attempts.delete().where(attempts.c.id < oldest_kept))
     except SQLAlchemyError as exc:  # the record is for `schedule status`; the run is done
-        log.warning("%s", _store_error(config, "recording the attempt in", exc).message,
-                    extra={"event": "attempt_not_recorded"})
+        log.warning(
+            "%s",
+            _store_error(config, "recording the attempt in", exc).message,
+            extra={"event": "attempt_not_recorded"},
+        )
     finally:
         engine.dispose()
 
@@ -384,12 +440,16 @@ class _Stopper:
         while (signum := self.signals.get()) is not None:
             name = signal.Signals(signum).name
             if self.stopping is not None:
-                log.info("%s again: still waiting for the run in progress to finish", name,
-                         extra={"event": "scheduler_stopping", "signal": name})
+                log.info(
+                    "%s again: still waiting for the run in progress to finish",
+                    name,
+                    extra={"event": "scheduler_stopping", "signal": name},
+                )
                 continue
             waiting = _running.is_set()
             log.info(
-                "%s: stopping%s", name,
+                "%s: stopping%s",
+                name,
                 " after the run in progress has finished" if waiting else "",
                 extra={"event": "scheduler_stopping", "signal": name, "run_in_progress": waiting},
             )
@@ -450,14 +510,21 @@ def _resume_from(jobstore, trigger, config: Config, now: dt.datetime):
     except SQLAlchemyError:
         raise
     except Exception as exc:  # noqa: BLE001  (unpickling a job another version stored)
-        log.warning("the stored schedule could not be read (%s); starting it afresh",
-                    logs.mask(str(exc)), extra={"event": "schedule_replaced"})
+        log.warning(
+            "the stored schedule could not be read (%s); starting it afresh",
+            logs.mask(str(exc)),
+            extra={"event": "schedule_replaced"},
+        )
         return undefined
     if stored is None:
         return undefined
     if repr(stored.trigger) != repr(trigger) or list(stored.args) != [str(config.path)]:
-        log.info("the schedule changed (was %s, now %s); the next run is computed from now",
-                 stored.trigger, trigger, extra={"event": "schedule_changed"})
+        log.info(
+            "the schedule changed (was %s, now %s); the next run is computed from now",
+            stored.trigger,
+            trigger,
+            extra={"event": "schedule_changed"},
+        )
         return undefined
     due = stored.next_run_time
     if due is None or due > now:
@@ -475,14 +542,19 @@ def _resume_from(jobstore, trigger, config: Config, now: dt.datetime):
     if within is None or within > now:
         log.warning(
             "missed %s fire time(s) while stopped, the first at %s, none within "
-            "misfire_grace_seconds (%d): not catching up", counted, due.isoformat(), grace,
+            "misfire_grace_seconds (%d): not catching up",
+            counted,
+            due.isoformat(),
+            grace,
             extra={"event": "run_missed", **fields},
         )
         return undefined
     fields["last_missed"] = latest.isoformat() if missed < 10_000 else None
     log.warning(
         "missed %s fire time(s) while stopped (the first at %s): catching up with one run now",
-        counted, due.isoformat(), extra={"event": "catch_up", **fields},
+        counted,
+        due.isoformat(),
+        extra={"event": "catch_up", **fields},
     )
     return due
 
@@ -495,34 +567,61 @@ def _listener(scheduler, trigger, schedule: ScheduleConfig, stopper: _Stopper):
             stopper.started.set()
             job = scheduler.get_job(JOB_ID)
             upcoming = job.next_run_time.isoformat() if job and job.next_run_time else None
-            late = bool(job and job.next_run_time
-                        and job.next_run_time <= dt.datetime.now(schedule.timezone))
-            log.info("scheduler started: cron '%s' (%s), next run %s", schedule.cron,
-                     schedule.timezone, f"now (due at {upcoming})" if late else f"at {upcoming}",
-                     extra={"event": "scheduler_started", "cron": schedule.cron,
-                            "timezone": str(schedule.timezone), "next_run_time": upcoming})
+            late = bool(
+                job
+                and job.next_run_time
+                and job.next_run_time <= dt.datetime.now(schedule.timezone)
+            )
+            log.info(
+                "scheduler started: cron '%s' (%s), next run %s",
+                schedule.cron,
+                schedule.timezone,
+                f"now (due at {upcoming})" if late else f"at {upcoming}",
+                extra={
+                    "event": "scheduler_started",
+                    "cron": schedule.cron,
+                    "timezone": str(schedule.timezone),
+                    "next_run_time": upcoming,
+                },
+            )
         elif event.code == events.EVENT_JOB_MAX_INSTANCES:
             due = ", ".join(t.isoformat() for t in event.scheduled_run_times)
-            log.warning("the run due at %s was skipped: the previous run is still going", due,
-                        extra={"event": "run_skipped", "scheduled_for": due})
+            log.warning(
+                "the run due at %s was skipped: the previous run is still going",
+                due,
+                extra={"event": "run_skipped", "scheduled_for": due},
+            )
         elif event.code == events.EVENT_JOB_MISSED:
             due = event.scheduled_run_time.isoformat()
-            log.warning("the run due at %s was missed: it could not start within "
-                        "misfire_grace_seconds (%d)", due, schedule.misfire_grace_seconds,
-                        extra={"event": "run_missed", "scheduled_for": due})
+            log.warning(
+                "the run due at %s was missed: it could not start within "
+                "misfire_grace_seconds (%d)",
+                due,
+                schedule.misfire_grace_seconds,
+                extra={"event": "run_missed", "scheduled_for": due},
+            )
         elif event.code == events.EVENT_JOB_ERROR:  # scheduled_run never raises; just in case
-            log.error("the scheduled job raised %s", logs.mask(repr(event.exception)),
-                      extra={"event": "job_error", "traceback": logs.mask(event.traceback or "")})
+            log.error(
+                "the scheduled job raised %s",
+                logs.mask(repr(event.exception)),
+                extra={"event": "job_error", "traceback": logs.mask(event.traceback or "")},
+            )
         elif event.code == events.EVENT_JOB_EXECUTED and scheduler.running:
             # From the trigger, not scheduler.get_job(): this runs in the worker thread, and a
             # shutdown holding the job-store lock while it waits for this thread would deadlock.
             when = trigger.get_next_fire_time(None, dt.datetime.now(schedule.timezone))
             upcoming = when.isoformat() if when else None
-            log.info("next run at %s", upcoming,
-                     extra={"event": "next_run", "next_run_time": upcoming})
+            log.info(
+                "next run at %s", upcoming, extra={"event": "next_run", "next_run_time": upcoming}
+            )
 
-    mask = (events.EVENT_SCHEDULER_STARTED | events.EVENT_JOB_MAX_INSTANCES
-            | events.EVENT_JOB_MISSED | events.EVENT_JOB_ERROR | events.EVENT_JOB_EXECUTED)
+    mask = (
+        events.EVENT_SCHEDULER_STARTED
+        | events.EVENT_JOB_MAX_INSTANCES
+        | events.EVENT_JOB_MISSED
+        | events.EVENT_JOB_ERROR
+        | events.EVENT_JOB_EXECUTED
+    )
     return on_event, mask
 
 
@@ -565,8 +664,11 @@ def _serve(config: Config, stopper: _Stopper) -> None:
         scheduler = _make_scheduler_class()(
             jobstores={"default": jobstore},
             executors={"default": ThreadPoolExecutor(max_workers=1)},
-            job_defaults={"coalesce": True, "max_instances": 1,
-                          "misfire_grace_time": schedule.misfire_grace_seconds},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": schedule.misfire_grace_seconds,
+            },
             timezone=schedule.timezone,
         )
         try:
@@ -576,9 +678,16 @@ def _serve(config: Config, stopper: _Stopper) -> None:
         except SQLAlchemyError as exc:
             raise _store_error(config, "reading", exc) from None
         scheduler.add_job(
-            JOB_FUNCTION, trigger, args=[str(config.path)], id=JOB_ID, name="gridrecon run",
-            replace_existing=True, coalesce=True, max_instances=1,
-            misfire_grace_time=schedule.misfire_grace_seconds, next_run_time=resume,
+            JOB_FUNCTION,
+            trigger,
+            args=[str(config.path)],
+            id=JOB_ID,
+            name="gridrecon run",
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=schedule.misfire_grace_seconds,
+            next_run_time=resume,
         )
         stopper.scheduler = scheduler
         scheduler.add_listener(*_listener(scheduler, trigger, schedule, stopper))
@@ -635,9 +744,11 @@ def status(config: Config) -> dict[str, Any]:
         attempt = None
         if ATTEMPTS_TABLE in tables:
             with engine.connect() as connection:
-                attempt = connection.execute(
-                    sa.select(attempts).order_by(attempts.c.id.desc()).limit(1)
-                ).mappings().first()
+                attempt = (
+                    connection.execute(sa.select(attempts).order_by(attempts.c.id.desc()).limit(1))
+                    .mappings()
+                    .first()
+                )
     except SQLAlchemyError as exc:
         raise _store_error(config, "reading", exc) from None
     finally:
@@ -648,21 +759,24 @@ def status(config: Config) -> dict[str, Any]:
     last_run = None
     if len(last_run_frame):
         row = last_run_frame.iloc[0]
-        last_run = {key: _plain(row[key]) for key in
-                    ("run_id", "status", "exit_code", "as_of", "started_at", "duration_s")}
+        last_run = {
+            key: _plain(row[key])
+            for key in ("run_id", "status", "exit_code", "as_of", "started_at", "duration_s")
+        }
         if last_run["as_of"] is not None:
             last_run["as_of"] = str(last_run["as_of"])
     last_attempt = None
     if attempt is not None:
         last_attempt = {
-            key: attempt[key] for key in ("status", "exit_code", "run_id", "duration_s",
-                                          "error", "hooks", "host")
+            key: attempt[key]
+            for key in ("status", "exit_code", "run_id", "duration_s", "error", "hooks", "host")
         }
         for key in ("started_at", "finished_at"):
             moment = attempt[key]
             last_attempt[key] = (
                 moment.replace(tzinfo=dt.UTC).astimezone(zone).isoformat(timespec="seconds")
-                if moment else None
+                if moment
+                else None
             )
     return {
         "cron": config.schedule.cron,

@@ -17,8 +17,21 @@ from ..checks.findings import FINDING_FIELDS, INTERNAL_FIELDS
 from . import store
 from .store import OPEN_STATES, StateStore, to_utc_naive
 
-STORED_VALUES = ["rule_id", "severity", "asset_type", "pms_id", "marketing_id", "asset_name",
-                 "org_code", "field", "pms_value", "marketing_value", "detail", "owner", "side"]
+STORED_VALUES = [
+    "rule_id",
+    "severity",
+    "asset_type",
+    "pms_id",
+    "marketing_id",
+    "asset_name",
+    "org_code",
+    "field",
+    "pms_value",
+    "marketing_value",
+    "detail",
+    "owner",
+    "side",
+]
 
 
 @dataclass
@@ -101,32 +114,57 @@ def write_history(connection: Connection, history: History, run_id: str, now: dt
     at = to_utc_naive(now)
     table = store.findings
     StateStore.update_many(
-        connection, table, "finding_id",
+        connection,
+        table,
+        "finding_id",
         [{"finding_id": i, "state": "resolved", "resolved_at": at} for i in history.resolved_ids],
     )
     # Everything still present is "open" now; new and reopened ones are written below.
     StateStore.update_many(
-        connection, table, "finding_id",
+        connection,
+        table,
+        "finding_id",
         [
-            {"finding_id": row["finding_id"], "state": "open", "last_seen": at,
-             "last_run_id": run_id, **{c: row[c] for c in STORED_VALUES}}
+            {
+                "finding_id": row["finding_id"],
+                "state": "open",
+                "last_seen": at,
+                "last_run_id": run_id,
+                **{c: row[c] for c in STORED_VALUES},
+            }
             for row in _records(history.continuing)
         ],
     )
     StateStore.update_many(
-        connection, table, "finding_id",
+        connection,
+        table,
+        "finding_id",
         [
-            {"finding_id": row["finding_id"], "state": "reopened", "last_seen": at,
-             "last_run_id": run_id, "resolved_at": None, **{c: row[c] for c in STORED_VALUES}}
+            {
+                "finding_id": row["finding_id"],
+                "state": "reopened",
+                "last_seen": at,
+                "last_run_id": run_id,
+                "resolved_at": None,
+                **{c: row[c] for c in STORED_VALUES},
+            }
             for row in _records(history.reopened)
         ],
     )
     StateStore.insert_many(
-        connection, table,
+        connection,
+        table,
         [
-            {"finding_id": row["finding_id"], "state": "new", "first_seen": at, "last_seen": at,
-             "first_run_id": run_id, "last_run_id": run_id, "resolved_at": None,
-             **{c: row[c] for c in STORED_VALUES}}
+            {
+                "finding_id": row["finding_id"],
+                "state": "new",
+                "first_seen": at,
+                "last_seen": at,
+                "first_run_id": run_id,
+                "last_run_id": run_id,
+                "resolved_at": None,
+                **{c: row[c] for c in STORED_VALUES},
+            }
             for row in _records(history.new)
         ],
     )
@@ -136,7 +174,8 @@ def write_history(connection: Connection, history: History, run_id: str, now: dt
         + [(i, "resolved") for i in history.resolved_ids]
     )
     StateStore.insert_many(
-        connection, store.events,
+        connection,
+        store.events,
         [{"finding_id": i, "run_id": run_id, "state": s, "at": at} for i, s in changes],
     )
 
@@ -149,10 +188,17 @@ def write_counts(connection: Connection, findings: pd.DataFrame, run_id: str) ->
     current["open"] = ~current["waived"]
     grouped = current.groupby(["rule_id", "asset_type", "org_code"])[["open", "waived"]].sum()
     StateStore.insert_many(
-        connection, store.run_counts,
+        connection,
+        store.run_counts,
         [
-            {"run_id": run_id, "rule_id": rule, "asset_type": asset_type, "org_code": org,
-             "open": int(row["open"]), "waived": int(row["waived"])}
+            {
+                "run_id": run_id,
+                "rule_id": rule,
+                "asset_type": asset_type,
+                "org_code": org,
+                "open": int(row["open"]),
+                "waived": int(row["waived"]),
+            }
             for (rule, asset_type, org), row in grouped.iterrows()
         ],
     )

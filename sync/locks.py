@@ -53,14 +53,24 @@ def run_lock(engine: Engine, lock_table: sa.Table, run_id: str) -> Iterator[None
         with _file_lock(engine, run_id):
             yield
     elif dialect == "postgresql":
-        with _session_lock(engine, lock_table, run_id,
-                           "SELECT pg_try_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)",
-                           {"key": _PG_LOCK_KEY}):
+        with _session_lock(
+            engine,
+            lock_table,
+            run_id,
+            "SELECT pg_try_advisory_lock(:key)",
+            "SELECT pg_advisory_unlock(:key)",
+            {"key": _PG_LOCK_KEY},
+        ):
             yield
     elif dialect in ("mysql", "mariadb"):
-        with _session_lock(engine, lock_table, run_id,
-                           "SELECT GET_LOCK(:key, 0)", "SELECT RELEASE_LOCK(:key)",
-                           {"key": "gridrecon_run"}):
+        with _session_lock(
+            engine,
+            lock_table,
+            run_id,
+            "SELECT GET_LOCK(:key, 0)",
+            "SELECT RELEASE_LOCK(:key)",
+            {"key": "gridrecon_run"},
+        ):
             yield
     else:
         with _row_lock(engine, lock_table, run_id):

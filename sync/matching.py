@@ -104,7 +104,9 @@ def match_asset(
     return AssetMatch(asset_type=asset_type, pms=pms, marketing=marketing, pairs=pairs)
 
 
-def match_all(pms: dict[str, pd.DataFrame], marketing: dict[str, pd.DataFrame]) -> dict[str, AssetMatch]:
+def match_all(
+    pms: dict[str, pd.DataFrame], marketing: dict[str, pd.DataFrame]
+) -> dict[str, AssetMatch]:
     """Match every asset type; parents come from the same system's parent-type records."""
     matches = {}
     for asset_type in pms:

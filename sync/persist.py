@@ -74,9 +74,7 @@ def inconclusive_result(
     )
 
 
-def fill_first_seen(
-    connection: Connection, pulled: Any, now: dt.datetime, first_run: bool
-) -> None:
+def fill_first_seen(connection: Connection, pulled: Any, now: dt.datetime, first_run: bool) -> None:
     """recorded_at for systems without a creation-time column: when gridrecon first saw it.
 
     Records already there on a new store's first run get no creation time at all (they are
@@ -95,24 +93,36 @@ def fill_first_seen(
                 connection,
                 store.first_seen,
                 [
-                    {"system": system, "asset_type": asset_type, "source_id": source_id,
-                     "first_seen": to_utc_naive(now), "baseline": first_run}
+                    {
+                        "system": system,
+                        "asset_type": asset_type,
+                        "source_id": source_id,
+                        "first_seen": to_utc_naive(now),
+                        "baseline": first_run,
+                    }
                     for source_id in fresh
                 ],
             )
             known = pd.concat(
-                [seen, pd.DataFrame({"source_id": fresh, "first_seen": to_utc_naive(now),
-                                     "baseline": first_run})],
+                [
+                    seen,
+                    pd.DataFrame(
+                        {"source_id": fresh, "first_seen": to_utc_naive(now), "baseline": first_run}
+                    ),
+                ],
                 ignore_index=True,
             )
             known = known[~known["baseline"].astype(bool)]
             stamps = pd.Series(
-                [from_utc_naive(t) for t in known["first_seen"]], index=known["source_id"],
+                [from_utc_naive(t) for t in known["first_seen"]],
+                index=known["source_id"],
                 dtype=object,
             )
             zone = records["recorded_at"].dtype.tz
             recorded = pd.to_datetime(records["source_id"].map(stamps.to_dict()), utc=True)
-            records["recorded_at"] = recorded.dt.tz_convert(zone).astype(records["recorded_at"].dtype)
+            records["recorded_at"] = recorded.dt.tz_convert(zone).astype(
+                records["recorded_at"].dtype
+            )
 
 
 def remember(
@@ -140,18 +150,28 @@ def remember(
     result.trend = StateStore.trend(connection)
     # the trend query sees this run's counts (same transaction) but not its run row yet
     if result.run_id not in set(result.trend["run_id"]):
-        mine = result.findings[result.findings["state"].isin(store.OPEN_STATES)
-                               & ~result.findings["waived"].astype(bool)]
+        mine = result.findings[
+            result.findings["state"].isin(store.OPEN_STATES)
+            & ~result.findings["waived"].astype(bool)
+        ]
         counts = mine.groupby("rule_id").size()
-        extra = pd.DataFrame({"run_id": result.run_id, "started_at": result.started_at,
-                              "rule_id": counts.index, "open": counts.to_numpy()})
+        extra = pd.DataFrame(
+            {
+                "run_id": result.run_id,
+                "started_at": result.started_at,
+                "rule_id": counts.index,
+                "open": counts.to_numpy(),
+            }
+        )
         result.trend = pd.concat([result.trend, extra], ignore_index=True)
 
 
 def record_run(connection: Connection, result: RunResult) -> None:
     from ..reports.machine import summary
 
-    duration = (result.finished_at - result.started_at).total_seconds() if result.finished_at else None
+    duration = (
+        (result.finished_at - result.started_at).total_seconds() if result.finished_at else None
+    )
     connection.execute(
         store.runs.insert().values(
             run_id=result.run_id,

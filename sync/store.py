@@ -27,7 +27,8 @@ OPEN_STATES = ("new", "open", "reopened")
 
 metadata = sa.MetaData()
 runs = sa.Table(
-    "gr_runs", metadata,
+    "gr_runs",
+    metadata,
     sa.Column("run_id", sa.String(64), primary_key=True),
     sa.Column("started_at", sa.DateTime()),
     sa.Column("finished_at", sa.DateTime()),
@@ -41,26 +42,45 @@ runs = sa.Table(
     sa.Column("summary_json", sa.Text),
 )
 findings = sa.Table(
-    "gr_findings", metadata,
+    "gr_findings",
+    metadata,
     sa.Column("finding_id", sa.String(32), primary_key=True),
-    *(sa.Column(name, sa.Text) for name in (
-        "rule_id", "severity", "state", "asset_type", "pms_id", "marketing_id", "asset_name",
-        "org_code", "field", "pms_value", "marketing_value", "detail", "owner", "side",
-        "first_run_id", "last_run_id",
-    )),
+    *(
+        sa.Column(name, sa.Text)
+        for name in (
+            "rule_id",
+            "severity",
+            "state",
+            "asset_type",
+            "pms_id",
+            "marketing_id",
+            "asset_name",
+            "org_code",
+            "field",
+            "pms_value",
+            "marketing_value",
+            "detail",
+            "owner",
+            "side",
+            "first_run_id",
+            "last_run_id",
+        )
+    ),
     sa.Column("first_seen", sa.DateTime()),
     sa.Column("last_seen", sa.DateTime()),
     sa.Column("resolved_at", sa.DateTime()),
 )
 events = sa.Table(
-    "gr_finding_events", metadata,
+    "gr_finding_events",
+    metadata,
     sa.Column("finding_id", sa.String(32), primary_key=True),
     sa.Column("run_id", sa.String(64), primary_key=True),
     sa.Column("state", sa.String(16)),
     sa.Column("at", sa.DateTime()),
 )
 run_counts = sa.Table(
-    "gr_run_counts", metadata,
+    "gr_run_counts",
+    metadata,
     sa.Column("run_id", sa.String(64), primary_key=True),
     sa.Column("rule_id", sa.String(32), primary_key=True),
     sa.Column("asset_type", sa.String(16), primary_key=True),
@@ -69,7 +89,8 @@ run_counts = sa.Table(
     sa.Column("waived", sa.Integer),
 )
 waivers = sa.Table(
-    "gr_waivers", metadata,
+    "gr_waivers",
+    metadata,
     sa.Column("finding_id", sa.String(32), primary_key=True),
     sa.Column("reason", sa.Text),
     sa.Column("waived_by", sa.String(128)),
@@ -77,7 +98,8 @@ waivers = sa.Table(
     sa.Column("until", sa.Date),
 )
 first_seen = sa.Table(
-    "gr_first_seen", metadata,
+    "gr_first_seen",
+    metadata,
     sa.Column("system", sa.String(16), primary_key=True),
     sa.Column("asset_type", sa.String(16), primary_key=True),
     sa.Column("source_id", sa.String(255), primary_key=True),
@@ -85,7 +107,8 @@ first_seen = sa.Table(
     sa.Column("baseline", sa.Boolean),
 )
 lock = sa.Table(
-    "gr_lock", metadata,
+    "gr_lock",
+    metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("holder", sa.Text),
     sa.Column("since", sa.DateTime()),
@@ -219,10 +242,9 @@ class StateStore:
 
     @staticmethod
     def first_seen_frame(connection: Connection, system: str, asset_type: str) -> pd.DataFrame:
-        statement = sa.select(first_seen.c.source_id, first_seen.c.first_seen,
-                              first_seen.c.baseline).where(
-            first_seen.c.system == system, first_seen.c.asset_type == asset_type
-        )
+        statement = sa.select(
+            first_seen.c.source_id, first_seen.c.first_seen, first_seen.c.baseline
+        ).where(first_seen.c.system == system, first_seen.c.asset_type == asset_type)
         rows = connection.execute(statement).all()
         return pd.DataFrame(rows, columns=["source_id", "first_seen", "baseline"])
 
@@ -236,14 +258,19 @@ class StateStore:
             .subquery()
         )
         statement = (
-            sa.select(recent.c.run_id, recent.c.started_at, run_counts.c.rule_id,
-                      sa.func.sum(run_counts.c.open).label("open"))
+            sa.select(
+                recent.c.run_id,
+                recent.c.started_at,
+                run_counts.c.rule_id,
+                sa.func.sum(run_counts.c.open).label("open"),
+            )
             .join(run_counts, run_counts.c.run_id == recent.c.run_id)
             .group_by(recent.c.run_id, recent.c.started_at, run_counts.c.rule_id)
             .order_by(recent.c.started_at, run_counts.c.rule_id)
         )
-        frame = pd.DataFrame(connection.execute(statement).all(),
-                             columns=["run_id", "started_at", "rule_id", "open"])
+        frame = pd.DataFrame(
+            connection.execute(statement).all(), columns=["run_id", "started_at", "rule_id", "open"]
+        )
         frame["open"] = frame["open"].astype("int64")
         frame["started_at"] = frame["started_at"].map(from_utc_naive, na_action="ignore")
         return frame
@@ -253,7 +280,7 @@ class StateStore:
     @staticmethod
     def insert_many(connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         for start in range(0, len(rows), WRITE_CHUNK):
-            connection.execute(table.insert(), rows[start:start + WRITE_CHUNK])
+            connection.execute(table.insert(), rows[start : start + WRITE_CHUNK])
 
     @staticmethod
     def update_many(
@@ -270,13 +297,17 @@ class StateStore:
         )
         prefixed = [{f"_{k}": v for k, v in row.items()} for row in rows]
         for start in range(0, len(prefixed), WRITE_CHUNK):
-            connection.execute(statement, prefixed[start:start + WRITE_CHUNK])
+            connection.execute(statement, prefixed[start : start + WRITE_CHUNK])
 
     @staticmethod
-    def delete_in(connection: Connection, table: sa.Table, column: str, keys: Iterable[Any]) -> None:
+    def delete_in(
+        connection: Connection, table: sa.Table, column: str, keys: Iterable[Any]
+    ) -> None:
         keys = list(keys)
         for start in range(0, len(keys), 1000):
-            connection.execute(table.delete().where(table.c[column].in_(keys[start:start + 1000])))
+            connection.execute(
+                table.delete().where(table.c[column].in_(keys[start : start + 1000]))
+            )
 
 
 def query_findings(
@@ -294,12 +325,17 @@ def query_findings(
 ) -> pd.DataFrame:
     """Findings as the store knows them now, with their waiver, filtered in SQL."""
     statement = sa.select(
-        findings, waivers.c.reason.label("waiver_reason"), waivers.c.waived_by,
+        findings,
+        waivers.c.reason.label("waiver_reason"),
+        waivers.c.waived_by,
         waivers.c.until.label("waived_until"),
     ).outerjoin(waivers, waivers.c.finding_id == findings.c.finding_id)
     filters = {
-        findings.c.rule_id: rule, findings.c.asset_type: asset_type, findings.c.owner: owner,
-        findings.c.finding_id: finding_id, findings.c.pms_id: pms_id,
+        findings.c.rule_id: rule,
+        findings.c.asset_type: asset_type,
+        findings.c.owner: owner,
+        findings.c.finding_id: finding_id,
+        findings.c.pms_id: pms_id,
         findings.c.marketing_id: marketing_id,
     }
     for column, value in filters.items():
@@ -316,7 +352,9 @@ def query_findings(
     statement = statement.order_by(findings.c.rule_id, findings.c.asset_type, findings.c.finding_id)
     frame = pd.DataFrame(connection.execute(statement).mappings().all())
     if frame.empty:
-        frame = pd.DataFrame(columns=FINDING_COLUMNS + ["waiver_reason", "waived_by", "waived_until"])
+        frame = pd.DataFrame(
+            columns=FINDING_COLUMNS + ["waiver_reason", "waived_by", "waived_until"]
+        )
     for column in ("first_seen", "last_seen", "resolved_at"):
         frame[column] = frame[column].map(from_utc_naive, na_action="ignore")
     return frame
@@ -335,14 +373,33 @@ def finding_events(connection: Connection, finding_id: str) -> pd.DataFrame:
 
 def list_runs(connection: Connection, limit: int) -> pd.DataFrame:
     statement = (
-        sa.select(runs.c.run_id, runs.c.status, runs.c.exit_code, runs.c.as_of,
-                  runs.c.started_at, runs.c.duration_s, runs.c.summary_json, runs.c.reason)
+        sa.select(
+            runs.c.run_id,
+            runs.c.status,
+            runs.c.exit_code,
+            runs.c.as_of,
+            runs.c.started_at,
+            runs.c.duration_s,
+            runs.c.summary_json,
+            runs.c.reason,
+        )
         .order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
         .limit(limit)
     )
     rows = connection.execute(statement).mappings().all()
-    frame = pd.DataFrame(rows, columns=["run_id", "status", "exit_code", "as_of", "started_at",
-                                        "duration_s", "summary_json", "reason"])
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "run_id",
+            "status",
+            "exit_code",
+            "as_of",
+            "started_at",
+            "duration_s",
+            "summary_json",
+            "reason",
+        ],
+    )
     frame["started_at"] = frame["started_at"].map(from_utc_naive, na_action="ignore")
     return frame
 

@@ -32,7 +32,7 @@ class Waiver:
 def _check_known(connection: Connection, ids: list[str]) -> None:
     known: set[str] = set()
     for start in range(0, len(ids), 1000):
-        chunk = ids[start:start + 1000]
+        chunk = ids[start : start + 1000]
         known.update(
             connection.execute(
                 sa.select(store.findings.c.finding_id).where(store.findings.c.finding_id.in_(chunk))
@@ -59,8 +59,13 @@ def add_waivers(connection: Connection, waivers: list[Waiver], now: dt.datetime)
         connection,
         store.waivers,
         [
-            {"finding_id": w.finding_id, "reason": w.reason.strip(), "waived_by": w.by,
-             "waived_at": to_utc_naive(now), "until": w.until}
+            {
+                "finding_id": w.finding_id,
+                "reason": w.reason.strip(),
+                "waived_by": w.by,
+                "waived_at": to_utc_naive(now),
+                "until": w.until,
+            }
             for w in latest.values()
         ],
     )
@@ -70,7 +75,9 @@ def add_waivers(connection: Connection, waivers: list[Waiver], now: dt.datetime)
 def remove_waivers(connection: Connection, ids: list[str]) -> int:
     _check_known(connection, ids)
     before = connection.execute(
-        sa.select(sa.func.count()).select_from(store.waivers).where(store.waivers.c.finding_id.in_(ids))
+        sa.select(sa.func.count())
+        .select_from(store.waivers)
+        .where(store.waivers.c.finding_id.in_(ids))
     ).scalar_one()
     StateStore.delete_in(connection, store.waivers, "finding_id", ids)
     return int(before)

@@ -21,8 +21,12 @@ from custom_schema import custom_config  # noqa: F401  (a fixture shared by seve
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_data"
 
-PG_URL = os.environ.get("GRIDRECON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-MARIADB_URL = os.environ.get("GRIDRECON_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+PG_URL = os.environ.get(
+    "GRIDRECON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MARIADB_URL = os.environ.get(
+    "GRIDRECON_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+)
 
 
 def servers_required() -> bool:

@@ -83,7 +83,7 @@ def build_database(path: Path) -> None:
             "feeder_ref TEXT, ledger_ref TEXT, unit TEXT, state TEXT, start_day TEXT, scope TEXT)"
         )
         c.exec_driver_sql(
-            "INSERT INTO \"Asset_Station\" VALUES "
+            'INSERT INTO "Asset_Station" VALUES '
             "(7, '35kV河口站', 35, 12.5, 'U1', 'A', '20240315', '2026-01-02 08:00:00'),"
             "(8, '35kV东山站', 35, 20, 'U9', 'S', 'bad-date', NULL)"
         )
@@ -107,7 +107,9 @@ def custom_config(tmp_path: Path) -> Path:
     (tmp_path / "register.toml").write_text(MAPPING, encoding="utf-8")
     # The same register read as the PMS side: there the equipment id is the record's own id.
     as_pms = MAPPING.replace('system = "marketing"', 'system = "pms"')
-    as_pms = as_pms.replace('pms_id = "ledger_ref"\n', "").replace('"recorded_at", "pms_id"', '"recorded_at"')
+    as_pms = as_pms.replace('pms_id = "ledger_ref"\n', "").replace(
+        '"recorded_at", "pms_id"', '"recorded_at"'
+    )
     (tmp_path / "register_pms.toml").write_text(as_pms, encoding="utf-8")
     (tmp_path / "units.csv").write_text("unit,org_no\nU1,37401\nU2,3740101\n", encoding="utf-8")
     config = tmp_path / "gridrecon.toml"

@@ -19,15 +19,21 @@ UNLINKED_MARKETING = "9400000008"  # planted: PMS_EQUIP_ID null
 
 def sample_config(folder: Path, pms_url: str, marketing_url: str) -> Path:
     path = folder / "gridrecon.toml"
-    path.write_text(f'[pms]\nurl = "{pms_url}"\n[marketing]\nurl = "{marketing_url}"\n'
-                    '[report]\ndir = "reports"\n', encoding="utf-8")
+    path.write_text(
+        f'[pms]\nurl = "{pms_url}"\n[marketing]\nurl = "{marketing_url}"\n'
+        '[report]\ndir = "reports"\n',
+        encoding="utf-8",
+    )
     return path
 
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory) -> Path:
-    return sample_config(tmp_path_factory.mktemp("shipped"), f"sqlite:///{SAMPLE / 'pms.sqlite'}",
-                         f"sqlite:///{SAMPLE / 'marketing.sqlite'}")
+    return sample_config(
+        tmp_path_factory.mktemp("shipped"),
+        f"sqlite:///{SAMPLE / 'pms.sqlite'}",
+        f"sqlite:///{SAMPLE / 'marketing.sqlite'}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +54,17 @@ def test_checking_a_pms_id_shows_both_records_and_the_mismatch(shipped: Path) ->
 
 
 def test_checking_a_marketing_id_of_an_unlinked_record_says_so(shipped: Path) -> None:
-    result = run_cli("check", "asset", UNLINKED_MARKETING, "--as-of", "2026-11-20",
-                     "--format", "json", "--config", str(shipped))
+    result = run_cli(
+        "check",
+        "asset",
+        UNLINKED_MARKETING,
+        "--as-of",
+        "2026-11-20",
+        "--format",
+        "json",
+        "--config",
+        str(shipped),
+    )
     assert result.code == 0, result.stderr
     answer = json.loads(result.stdout)  # nothing but JSON on stdout
     assert answer["pms"] == [] and answer["marketing"][0]["source_id"] == UNLINKED_MARKETING
@@ -75,8 +90,9 @@ def test_an_unknown_asset_exits_two(shipped: Path) -> None:
 
 
 def test_check_asset_shows_the_findings_history_from_the_state_store(tmp_path: Path) -> None:
-    config = sample_config(tmp_path, f"sqlite:///{SAMPLE / 'pms.sqlite'}",
-                           f"sqlite:///{SAMPLE / 'marketing.sqlite'}")
+    config = sample_config(
+        tmp_path, f"sqlite:///{SAMPLE / 'pms.sqlite'}", f"sqlite:///{SAMPLE / 'marketing.sqlite'}"
+    )
     api.run(load_config(config), as_of=AS_OF)
     check = adhoc.check_asset(load_config(config), CAPACITY_PAIR, as_of=AS_OF)
     assert check.history[["rule_id", "field", "state"]].values.tolist() == [
@@ -99,12 +115,16 @@ def test_diff_of_one_org_equals_the_full_run_restricted_to_it(city: Path) -> Non
     config = load_config(city)
     full = api.reconcile(config, as_of=AS_OF).findings
     sliced = adhoc.diff(config, "transformer", "3740101", as_of=AS_OF)
-    expected = full[(full["asset_type"] == "transformer")
-                    & full["org_code"].fillna("").str.startswith("3740101")]
+    expected = full[
+        (full["asset_type"] == "transformer")
+        & full["org_code"].fillna("").str.startswith("3740101")
+    ]
     columns = ["finding_id", "rule_id", "pms_id", "marketing_id", "field", "detail"]
     unlinked = expected["rule_id"] == "UNLINKED"  # candidates come from the slice only
     pd.testing.assert_frame_equal(
-        sliced.findings.loc[sliced.findings["rule_id"] != "UNLINKED", columns].reset_index(drop=True),
+        sliced.findings.loc[sliced.findings["rule_id"] != "UNLINKED", columns].reset_index(
+            drop=True
+        ),
         expected.loc[~unlinked, columns].reset_index(drop=True),
     )
     assert len(sliced.findings) == len(expected)
@@ -113,8 +133,19 @@ def test_diff_of_one_org_equals_the_full_run_restricted_to_it(city: Path) -> Non
 
 
 def test_diff_prints_clean_csv_for_scripts(shipped: Path) -> None:
-    result = run_cli("diff", "--type", "line", "--org", "3740101", "--as-of", "2026-11-20",
-                     "--format", "csv", "--config", str(shipped))
+    result = run_cli(
+        "diff",
+        "--type",
+        "line",
+        "--org",
+        "3740101",
+        "--as-of",
+        "2026-11-20",
+        "--format",
+        "csv",
+        "--config",
+        str(shipped),
+    )
     assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("finding_id,rule_id,severity")
@@ -128,16 +159,49 @@ def test_check_and_diff_work_on_a_city_sample_in_postgresql_and_mariadb(
 ) -> None:
     generate(pg_database, mariadb_database, scale="city")
     config = sample_config(tmp_path, pg_database, mariadb_database + "?charset=utf8mb4")
-    checked = run_cli("check", "asset", CAPACITY_PAIR, "--as-of", "2026-11-20", "--format", "json",
-                      "--config", str(config))
+    checked = run_cli(
+        "check",
+        "asset",
+        CAPACITY_PAIR,
+        "--as-of",
+        "2026-11-20",
+        "--format",
+        "json",
+        "--config",
+        str(config),
+    )
     assert checked.code == 0, checked.stderr
     answer = json.loads(checked.stdout)
     assert answer["verdicts"]["ATTR_MISMATCH"] and answer["rows_fetched"] < 200
-    marketing_id = run_cli("check", "asset", UNLINKED_MARKETING, "--format", "json",
-                           "--as-of", "2026-11-20", "--config", str(config))
+    marketing_id = run_cli(
+        "check",
+        "asset",
+        UNLINKED_MARKETING,
+        "--format",
+        "json",
+        "--as-of",
+        "2026-11-20",
+        "--config",
+        str(config),
+    )
     assert json.loads(marketing_id.stdout)["verdicts"]["UNLINKED"]
-    diffed = run_cli("diff", "--type", "line", "--org", "3740101", "--as-of", "2026-11-20",
-                     "--format", "json", "--config", str(config))
+    diffed = run_cli(
+        "diff",
+        "--type",
+        "line",
+        "--org",
+        "3740101",
+        "--as-of",
+        "2026-11-20",
+        "--format",
+        "json",
+        "--config",
+        str(config),
+    )
     assert diffed.code == 0, diffed.stderr
     assert sorted(f["rule_id"] for f in json.loads(diffed.stdout)) == [
-        "ARCHIVE_LATE", "ARCHIVE_OVERDUE", "ATTR_MISMATCH", "PARENT_MISSING"]
+        "ARCHIVE_LATE",
+        "ARCHIVE_OVERDUE",
+        "ATTR_MISMATCH",
+        "PARENT_MISSING",
+    ]

@@ -22,8 +22,9 @@ def test_a_mapped_table_that_does_not_exist_exits_two_naming_mapping_and_key(
     mapping = custom_config.parent / "register.toml"
     mapping.write_text(mapping.read_text().replace('"asset_xfmr"', '"asset_xfmrs"'))
     result = run_cli("run", "--config", str(custom_config), "--as-of", "2026-11-20")
-    assert_one_clean_error(result, str(mapping), "transformer.tables[0].table", "asset_xfmrs",
-                           "similar: ASSET_XFMR")
+    assert_one_clean_error(
+        result, str(mapping), "transformer.tables[0].table", "asset_xfmrs", "similar: ASSET_XFMR"
+    )
 
 
 def test_a_mapped_column_that_does_not_exist_exits_two_listing_the_columns_that_do(
@@ -32,7 +33,9 @@ def test_a_mapped_column_that_does_not_exist_exits_two_listing_the_columns_that_
     mapping = custom_config.parent / "register.toml"
     mapping.write_text(mapping.read_text().replace('capacity_kva = "kva"', 'capacity_kva = "kvar"'))
     result = run_cli("run", "--config", str(custom_config))
-    assert_one_clean_error(result, "transformer.columns.capacity_kva", "'kvar'", "xid, label, volt, kva")
+    assert_one_clean_error(
+        result, "transformer.columns.capacity_kva", "'kvar'", "xid, label, volt, kva"
+    )
 
 
 def test_an_unknown_config_key_exits_two_naming_it(custom_config: Path) -> None:
@@ -46,7 +49,9 @@ def test_an_unset_environment_variable_exits_two_naming_it(custom_config: Path) 
         'url = "sqlite:///register.sqlite"', 'url = "${GRIDRECON_TEST_UNSET_URL}"', 1
     )
     custom_config.write_text(text)
-    result = run_cli("validate", "--config", str(custom_config), env={"GRIDRECON_TEST_UNSET_URL": ""})
+    result = run_cli(
+        "validate", "--config", str(custom_config), env={"GRIDRECON_TEST_UNSET_URL": ""}
+    )
     assert result.code == 2  # set but empty: not a database URL
     result = run_cli("run", "--config", str(custom_config))
     assert_one_clean_error(result, "GRIDRECON_TEST_UNSET_URL", "pms.url", "not set")
@@ -65,7 +70,9 @@ def test_an_unreachable_database_exits_two_with_the_password_masked(custom_confi
 
 
 def test_a_missing_sqlite_file_is_not_created(custom_config: Path) -> None:
-    custom_config.write_text(custom_config.read_text().replace("register.sqlite", "nowhere.sqlite", 1))
+    custom_config.write_text(
+        custom_config.read_text().replace("register.sqlite", "nowhere.sqlite", 1)
+    )
     result = run_cli("run", "--config", str(custom_config))
     assert_one_clean_error(result, "nowhere.sqlite", "does not exist")
     assert not (custom_config.parent / "nowhere.sqlite").exists()
@@ -81,10 +88,13 @@ def test_a_missing_config_file_exits_two(tmp_path: Path) -> None:
     [
         ('system = "marketing"', 'system = "billing"', "'system' must be one of pms, marketing"),
         ('codes = "state"', 'codes = "states"', "code list 'states'"),
-        ('[line]\n', '[line]\nfoo = 1\n', "unknown key 'line.foo'"),
-        ('absent = ["recorded_at", "capacity_kva"]', 'absent = ["recorded_at"]',
-         "field 'capacity_kva' has no column"),
-        ('HV10 = 10.0', 'HV10 = "ten"', "must map to numbers"),
+        ("[line]\n", "[line]\nfoo = 1\n", "unknown key 'line.foo'"),
+        (
+            'absent = ["recorded_at", "capacity_kva"]',
+            'absent = ["recorded_at"]',
+            "field 'capacity_kva' has no column",
+        ),
+        ("HV10 = 10.0", 'HV10 = "ten"', "must map to numbers"),
         ('A = "in_service"', 'A = "running"', "must map to one of in_service"),
     ],
 )

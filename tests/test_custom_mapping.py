@@ -49,10 +49,41 @@ def test_a_custom_schema_reads_into_canonical_records(custom_config: Path) -> No
     assert transformers["source_id"].tolist() == ["T-1"]  # the private one is filtered out
     row = transformers.iloc[0]
     assert (row["name"], row["name_key"]) == ("河口村1号公变", "河口村1#公变")
-    assert (row["capacity_kva"], row["parent_source_id"], row["org_code"]) == (400.0, "F-1", "3740101")
+    assert (row["capacity_kva"], row["parent_source_id"], row["org_code"]) == (
+        400.0,
+        "F-1",
+        "3740101",
+    )
     assert row["commissioned_on"] == pd.Timestamp(dt.date(2026, 11, 7))
     assert pd.isna(row["updated_at"])
 
     pms = read_all(config)["pms"]
     assert pms.records("line")["source_id"].tolist() == ["F-1", "F-2"]
     assert pms.records("line")["pms_id"].tolist() == pms.records("line")["source_id"].tolist()
+
+
+def test_a_duplicated_id_is_judged_only_by_duplicate_id_on_either_side(custom_config: Path) -> None:
+    import sqlalchemy as sa
+
+    from gridrecon import api
+    from gridrecon.sample_data import AS_OF
+
+    engine = sa.create_engine(f"sqlite:///{custom_config.parent / 'register.sqlite'}")
+    with engine.begin() as connection:  # the register has no primary keys: T-1 twice
+        connection.exec_driver_sql(
+            "INSERT INTO asset_xfmr VALUES ('T-1', '河口村1号公变', 'HV10', 0, 'F-9', NULL, "
+            "'U7', 'Z', '20261107', 'PUB')"
+        )
+    engine.dispose()
+    findings = api.reconcile(load_config(custom_config), as_of=AS_OF).findings
+    about_t1 = findings[(findings["pms_id"] == "T-1") | (findings["marketing_id"] == "T-1")]
+    # one finding per duplicated id and system; the second row's bad capacity, unknown org,
+    # unknown status and missing parent are not judged
+    assert sorted(zip(about_t1["rule_id"], about_t1["side"], strict=True)) == [
+        ("DUPLICATE_ID", "marketing"),
+        ("DUPLICATE_ID", "pms"),
+    ]
+    assert set(about_t1["detail"]) == {
+        "PMS id occurs 2 times (in asset_xfmr)",
+        "marketing id occurs 2 times (in asset_xfmr)",
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import REPO, run_cli
+
 from gridrecon.cli import app
 
 
@@ -51,6 +52,8 @@ def test_the_calendar_command_shows_holidays_make_up_days_and_their_source() -> 
 
     info = json.loads(result.stdout)
     assert info["working_days"] == 248
-    assert any(d["date"] == "2026-10-10" and d["source"] == "chinesecalendar"
-               for d in info["makeup_workdays"])
+    assert any(
+        d["date"] == "2026-10-10" and d["source"] == "chinesecalendar"
+        for d in info["makeup_workdays"]
+    )
     assert any(h["date"] == "2026-10-01" for h in info["holidays"])

@@ -11,15 +11,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
 from conftest import SAMPLE
+
 from gridrecon.connectors.mapping import ASSET_TYPES
 from gridrecon.connectors.reader import read_all
 from gridrecon.core.config import load_config
 from gridrecon.sample_data import generate
 
 
-def write_config(folder: Path, pms_url: str, marketing_url: str, pms_schema: str | None = None) -> Path:
+def write_config(
+    folder: Path, pms_url: str, marketing_url: str, pms_schema: str | None = None
+) -> Path:
     schema_line = f'schema = "{pms_schema}"\n' if pms_schema else ""
     path = folder / "gridrecon.toml"
     path.write_text(
@@ -77,7 +79,9 @@ def test_postgresql_gives_the_same_records_as_sqlite(pg_database, sqlite_records
 
 
 @pytest.mark.mariadb
-def test_mariadb_gives_the_same_records_as_sqlite(mariadb_database, sqlite_records, tmp_path) -> None:
+def test_mariadb_gives_the_same_records_as_sqlite(
+    mariadb_database, sqlite_records, tmp_path
+) -> None:
     generate(mariadb_database, mariadb_database, scale="small")
     url = mariadb_database + "?charset=utf8mb4"
     assert_same_records(sqlite_records, canonical(write_config(tmp_path, url, url)))

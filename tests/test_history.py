@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import GRIDRECON, SAMPLE, run_cli
-from tiny_grid import AS_OF, TRAN, Grid
+from tiny_grid import AS_OF, Grid
 
 from gridrecon import api
 from gridrecon.core.config import load_config
@@ -82,7 +82,9 @@ def test_findings_move_through_new_open_resolved_and_reopened(tmp_path, store_co
     assert len(api.list_runs(config)) == 5
 
 
-def test_a_waiver_keeps_a_finding_out_of_open_counts_until_it_expires(tmp_path, store_config) -> None:
+def test_a_waiver_keeps_a_finding_out_of_open_counts_until_it_expires(
+    tmp_path, store_config
+) -> None:
     grid = Grid(tmp_path)
     grid.marketing["G_TRAN"][0]["PLATE_CAP"] = 315
     finding_id = run(grid, store_config).findings["finding_id"].iloc[0]
@@ -105,7 +107,9 @@ def test_a_waiver_keeps_a_finding_out_of_open_counts_until_it_expires(tmp_path, 
 def test_waiving_an_unknown_id_exits_two_naming_it(tmp_path) -> None:
     grid = Grid(tmp_path)
     config = grid.write()
-    result = run_cli("findings", "waive", "feedfacefeedface", "--reason", "x", "--config", str(config))
+    result = run_cli(
+        "findings", "waive", "feedfacefeedface", "--reason", "x", "--config", str(config)
+    )
     assert result.code == 2
     assert "feedfacefeedface" in result.stderr and "Traceback" not in result.stderr
 
@@ -125,16 +129,33 @@ def test_bulk_waivers_come_from_the_stewards_edited_export(tmp_path) -> None:
         writer.writeheader()
         for row in rows:
             waive = row["field"] == "name"
-            writer.writerow({**row, "reason": "更名流程在途" if waive else "",
-                             "until": "2026-12-31" if waive else ""})
-    result = run_cli("findings", "waive", "--from-csv", str(edited), "--by", "李工",
-                     "--config", str(tmp_path / "gridrecon.toml"))
+            writer.writerow(
+                {
+                    **row,
+                    "reason": "更名流程在途" if waive else "",
+                    "until": "2026-12-31" if waive else "",
+                }
+            )
+    result = run_cli(
+        "findings",
+        "waive",
+        "--from-csv",
+        str(edited),
+        "--by",
+        "李工",
+        "--config",
+        str(tmp_path / "gridrecon.toml"),
+    )
     assert result.code == 0, result.stderr
     assert "waived 1 findings" in result.stdout
-    listed = run_cli("findings", "list", "--format", "json", "--config", str(tmp_path / "gridrecon.toml"))
+    listed = run_cli(
+        "findings", "list", "--format", "json", "--config", str(tmp_path / "gridrecon.toml")
+    )
     records = {r["field"]: r for r in json.loads(listed.stdout)}
     assert records["name"]["waiver_reason"] == "更名流程在途"
-    assert records["name"]["waived_by"] == "李工" and records["name"]["waived_until"] == "2026-12-31"
+    assert (
+        records["name"]["waived_by"] == "李工" and records["name"]["waived_until"] == "2026-12-31"
+    )
     assert records["capacity_kva"]["waived"] is False
 
 
@@ -157,8 +178,9 @@ def _store_dump(url: str) -> dict[str, list]:
         with engine.connect() as connection:
             tables = [t for t in sa.inspect(connection).get_table_names() if t.startswith("gr_")]
             return {
-                table: sorted(map(tuple, connection.execute(sa.text(f"SELECT * FROM {table}"))),
-                              key=repr)
+                table: sorted(
+                    map(tuple, connection.execute(sa.text(f"SELECT * FROM {table}"))), key=repr
+                )
                 for table in tables
                 if table != "gr_lock"
             }
@@ -209,7 +231,9 @@ def test_a_truncated_source_makes_the_run_inconclusive_and_changes_no_finding(
     with sqlite3.connect(tmp_path / "marketing.sqlite") as connection:
         connection.execute("DELETE FROM G_SUBS")
     empty = run_cli("run", "--config", str(config), "--as-of", "2026-11-20")
-    assert empty.code == 3 and "marketing returned no substation rows" in empty.stdout + empty.stderr
+    assert (
+        empty.code == 3 and "marketing returned no substation rows" in empty.stdout + empty.stderr
+    )
 
 
 def test_first_sightings_stand_in_for_a_missing_creation_time(tmp_path, custom_config) -> None:
@@ -236,7 +260,9 @@ def _start_paused_run(config: Path, env: dict[str, str] | None = None) -> subpro
     process = subprocess.Popen(
         [str(GRIDRECON), "run", "--config", str(config), "--as-of", "2026-11-20"],
         env={**os.environ, "GRIDRECON_TEST_PAUSE": "before-commit:120", **(env or {})},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     line = process.stderr.readline()
     assert "test pause at before-commit" in line, line + process.stderr.read()
@@ -244,7 +270,9 @@ def _start_paused_run(config: Path, env: dict[str, str] | None = None) -> subpro
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_run_killed_before_its_commit_leaves_the_store_as_it_was(tmp_path, backend, request) -> None:
+def test_a_run_killed_before_its_commit_leaves_the_store_as_it_was(
+    tmp_path, backend, request
+) -> None:
     config, store_url = _sample_with_store(tmp_path, backend, request)
     assert run_cli("run", "--config", str(config), "--as-of", "2026-11-20").code == 0
     with sqlite3.connect(tmp_path / "marketing.sqlite") as connection:  # something to change

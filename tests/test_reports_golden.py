@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import openpyxl
 import pandas as pd
 from conftest import REPO
+
 from gridrecon import api
 from gridrecon.checks.result import RunResult
 from gridrecon.core.config import load_config
@@ -69,6 +70,8 @@ def sample_result() -> RunResult:
     result.started_at = STARTED
     result.finished_at = STARTED + dt.timedelta(seconds=9)
     result.config_path = "gridrecon.toml"
+    # the real fingerprint hashes the sources' absolute paths, which differ between checkouts
+    result.config_fingerprint = "0f1e2d3c4b5a6978"
     for source in result.sources.values():
         source.url = f"sqlite:///sample_data/{source.system}.sqlite"
         source.seconds = 0.0

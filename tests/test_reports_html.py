@@ -25,11 +25,12 @@ from typing import Any
 
 import pytest
 from conftest import REPO, SAMPLE, servers_required
+from test_reports_golden import CLEANED, HOSTILE, UPDATE, golden_result, sample_result
+
 from gridrecon import api
 from gridrecon.core.config import load_config
 from gridrecon.reports.html import render_html
 from gridrecon.reports.output import write_run_folder
-from test_reports_golden import CLEANED, HOSTILE, UPDATE, golden_result, sample_result
 
 SCREENSHOT = REPO / "docs" / "report.png"
 CHROMIUM_FLAGS = [

@@ -22,15 +22,30 @@ def test_a_stored_run_renders_again_exactly_as_it_was_written(tmp_path: Path) ->
     )
     api.run(load_config(config), as_of=AS_OF)
     _, folder = api.run(load_config(config), as_of=AS_OF)  # a second run: history and a trend
-    for fmt, written in (("json", "findings.json"), ("csv", "findings.csv"), ("html", "report.html")):
+    for fmt, written in (
+        ("json", "findings.json"),
+        ("csv", "findings.csv"),
+        ("html", "report.html"),
+    ):
         out = tmp_path / f"again.{fmt}"
-        result = run_cli("report", folder.name, "--format", fmt, "--out", str(out),
-                         "--config", str(config))
+        result = run_cli(
+            "report", folder.name, "--format", fmt, "--out", str(out), "--config", str(config)
+        )
         assert result.code == 0, result.stderr
         assert out.read_bytes() == (folder / written).read_bytes(), fmt
 
-    by_org = run_cli("report", "latest", "--format", "xlsx", "--by", "org", "--lang", "en",
-                     "--config", str(config))
+    by_org = run_cli(
+        "report",
+        "latest",
+        "--format",
+        "xlsx",
+        "--by",
+        "org",
+        "--lang",
+        "en",
+        "--config",
+        str(config),
+    )
     assert by_org.code == 0, by_org.stderr
     workbook = openpyxl.load_workbook(io.BytesIO((folder / "report-en-org.xlsx").read_bytes()))
     assert len(workbook.sheetnames) > 3
@@ -38,6 +53,8 @@ def test_a_stored_run_renders_again_exactly_as_it_was_written(tmp_path: Path) ->
 
 def test_reporting_an_unknown_run_exits_two(tmp_path: Path) -> None:
     config = tmp_path / "gridrecon.toml"
-    config.write_text('[pms]\nurl = "sqlite:///x"\n[marketing]\nurl = "sqlite:///y"\n', encoding="utf-8")
+    config.write_text(
+        '[pms]\nurl = "sqlite:///x"\n[marketing]\nurl = "sqlite:///y"\n', encoding="utf-8"
+    )
     result = run_cli("report", "20990101-000000-beef", "--config", str(config))
     assert result.code == 2 and "no stored run '20990101-000000-beef'" in result.stderr

@@ -10,11 +10,12 @@ import re
 
 import openpyxl
 import pytest
+from test_reports_golden import CLEANED, HOSTILE, golden_result, sample_result
+
 from gridrecon.core.errors import GridreconError
 from gridrecon.reports import machine
 from gridrecon.reports.sanitize import csv_cell, looks_like_formula, sheet_name
 from gridrecon.reports.xlsx import render_xlsx
-from test_reports_golden import CLEANED, HOSTILE, golden_result, sample_result
 
 FORMULAS = [k for k in HOSTILE if k.startswith("formula_")]
 

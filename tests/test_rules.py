@@ -62,8 +62,14 @@ def test_a_parent_whose_marketing_record_is_unlinked_is_not_compared(grid: Grid)
 def test_a_different_parent_on_both_linked_sides_is_a_parent_mismatch(grid: Grid) -> None:
     other = "d" * 32
     grid.pms["T_SB_ZWYC_XL"].append(grid._pms(other, XLMC="10kV河口二线", QSDZ=SUB))
-    grid.marketing["G_LINE"].append({**grid.marketing["G_LINE"][0], "LINE_ID": 4,
-                                     "LINE_NAME": "10kV河口二线", "PMS_EQUIP_ID": other})
+    grid.marketing["G_LINE"].append(
+        {
+            **grid.marketing["G_LINE"][0],
+            "LINE_ID": 4,
+            "LINE_NAME": "10kV河口二线",
+            "PMS_EQUIP_ID": other,
+        }
+    )
     grid.marketing["G_SUBS_LINE_RELA"].append({"RELA_ID": 2, "SUBS_ID": 1, "LINE_ID": 4})
     grid.marketing["G_LINE_TG_RELA"][0]["LINE_ID"] = 4
     findings = grid.run()

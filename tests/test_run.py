@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import SAMPLE, run_cli
+
 from gridrecon import api
 from gridrecon.checks.findings import FINDING_FIELDS
 from gridrecon.core.config import load_config
@@ -27,8 +27,9 @@ def keys(frame: pd.DataFrame) -> set[tuple[str, ...]]:
     return set(map(tuple, frame[KEY].fillna("").astype(str).values))
 
 
-def sample_config(folder: Path, pms_url: str | None = None, marketing_url: str | None = None,
-                  extra: str = "") -> Path:
+def sample_config(
+    folder: Path, pms_url: str | None = None, marketing_url: str | None = None, extra: str = ""
+) -> Path:
     pms_url = pms_url or f"sqlite:///{SAMPLE / 'pms.sqlite'}"
     marketing_url = marketing_url or f"sqlite:///{SAMPLE / 'marketing.sqlite'}"
     path = folder / "gridrecon.toml"
@@ -62,8 +63,11 @@ def test_the_cases_that_must_produce_nothing_produce_nothing(sample_result) -> N
     assert len(must_not) >= 8
     found = result.findings.fillna("")
     for case in must_not.itertuples():
-        hits = found[(found["rule_id"] == case.rule_id) & (found["pms_id"] == case.pms_id)
-                     & (found["marketing_id"] == case.marketing_id)]
+        hits = found[
+            (found["rule_id"] == case.rule_id)
+            & (found["pms_id"] == case.pms_id)
+            & (found["marketing_id"] == case.marketing_id)
+        ]
         assert hits.empty, case.case
 
 
@@ -113,11 +117,14 @@ def test_metrics_count_linkage_consistency_and_timeliness(sample_result) -> None
     metrics = sample_result[0].metrics.set_index(["asset_type", "org_code"])
     total = metrics.loc[("transformer", "*")]
     findings = sample_result[0].findings
-    overdue = findings[(findings["rule_id"].isin(["ARCHIVE_OVERDUE", "ARCHIVE_PENDING"]))
-                       & (findings["asset_type"] == "transformer")]
+    overdue = findings[
+        (findings["rule_id"].isin(["ARCHIVE_OVERDUE", "ARCHIVE_PENDING"]))
+        & (findings["asset_type"] == "transformer")
+    ]
     assert total["pms_assets"] - total["linked"] == len(overdue)
-    mismatched_pairs = findings[(findings["rule_id"] == "ATTR_MISMATCH")
-                                & (findings["asset_type"] == "transformer")]["marketing_id"].nunique()
+    mismatched_pairs = findings[
+        (findings["rule_id"] == "ATTR_MISMATCH") & (findings["asset_type"] == "transformer")
+    ]["marketing_id"].nunique()
     assert total["pairs"] - total["consistent_pairs"] == mismatched_pairs
     assert total["linkage_rate"] == round(total["linked"] / total["pms_assets"], 4)
     assert 0 < total["timeliness_rate"] < 1
@@ -213,3 +220,44 @@ def test_as_of_defaults_to_today_in_the_configured_zone(tmp_path: Path) -> None:
     assert result.code == 0, result.stderr
     summary = json.loads((tmp_path / "reports" / "latest" / "summary.json").read_text())
     assert summary["as_of"] == today.isoformat()
+
+
+def test_progress_goes_to_a_terminal_and_never_into_pipes(tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import threading
+
+    from conftest import GRIDRECON
+
+    config = sample_config(tmp_path)
+    piped = run_cli("run", "--config", str(config), "--as-of", "2026-11-20")
+    assert piped.code == 0 and piped.stderr == ""  # cron mail and log files stay clean
+    controller, terminal = pty.openpty()
+    shown = bytearray()
+
+    def drain() -> None:  # a terminal that nobody reads fills up and blocks the writer
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    completed = subprocess.run(
+        [str(GRIDRECON), "run", "--config", str(config), "--as-of", "2026-11-20"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        timeout=300,
+        check=False,
+    )
+    os.close(terminal)
+    reader.join(timeout=10)
+    os.close(controller)
+    assert completed.returncode == 0
+    assert b"reading pms transformers" in bytes(shown)
+    assert b"reading" not in completed.stdout

@@ -19,6 +19,8 @@ import chinese_calendar
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
 from gridrecon.core.errors import ConfigError
 from gridrecon.sample_data import SCALES, generate, planted_manifest, write_sqlite_pair
 from gridrecon.sample_data.schema import (
@@ -27,7 +29,6 @@ from gridrecon.sample_data.schema import (
     marketing_metadata,
     pms_metadata,
 )
-from sqlalchemy.engine import make_url
 
 REPO_SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 AS_OF = date(2026, 11, 20)

@@ -65,7 +65,8 @@ class Scheduler:
         self.process = subprocess.Popen(
             [str(GRIDRECON), "schedule", "--config", str(config), *args],
             env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL, stderr=self.stderr_file,
+            stdout=subprocess.DEVNULL,
+            stderr=self.stderr_file,
         )
 
     @property
@@ -76,8 +77,9 @@ class Scheduler:
         deadline = time.monotonic() + timeout
         while not condition():
             if self.process.poll() is not None:
-                pytest.fail(f"the scheduler exited {self.process.returncode} before {what}:\n"
-                            + self.stderr)
+                pytest.fail(
+                    f"the scheduler exited {self.process.returncode} before {what}:\n" + self.stderr
+                )
             if time.monotonic() > deadline:
                 self.process.kill()
                 pytest.fail(f"no {what} within {timeout} s:\n" + self.stderr)
@@ -136,8 +138,9 @@ def test_the_scheduler_runs_on_its_cron_and_sigterm_lets_the_run_in_progress_fin
     # Every run pauses 2 s before its commit, so the SIGTERM below lands inside a run.
     scheduler = schedulers(config, env={"GRIDRECON_TEST_PAUSE": "before-commit:2"})
     scheduler.wait_for(lambda: len(_completed_runs(tmp_path)) == 1, "first completed run")
-    scheduler.wait_for(lambda: scheduler.stderr.count("test pause at before-commit") == 2,
-                       "second run")
+    scheduler.wait_for(
+        lambda: scheduler.stderr.count("test pause at before-commit") == 2, "second run"
+    )
 
     assert scheduler.terminate() == 0, scheduler.stderr
     log = scheduler.stderr
@@ -227,8 +230,11 @@ def test_an_unreachable_source_sends_the_failure_summary_to_on_failure_and_a_hun
     failed = [line for line in lines if line["event"] == "run_failed"]
     assert failed and all(line["exit_code"] == 2 for line in failed)
     assert "hook_timed_out" in events and "hook_done" in events
-    for text in (log_file.read_text(encoding="utf-8"), scheduler.stderr,
-                 *(c["stdin"] for c in calls)):
+    for text in (
+        log_file.read_text(encoding="utf-8"),
+        scheduler.stderr,
+        *(c["stdin"] for c in calls),
+    ):
         assert "s3cret-pw" not in text
     assert _completed_runs(tmp_path) == []
 

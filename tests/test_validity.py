@@ -336,9 +336,6 @@ def test_no_network_connection_is_attempted(
 
 
 def test_importing_the_module_does_not_import_great_expectations() -> None:
-    code = (
-        "import sys, gridrecon.checks.validity\n"
-        "sys.exit('great_expectations' in sys.modules)\n"
-    )
+    code = "import sys, gridrecon.checks.validity\nsys.exit('great_expectations' in sys.modules)\n"
     done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), check=False)
     assert done.returncode == 0

@@ -112,6 +112,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("gr_lock", "gr_first_seen", "gr_waivers", "gr_run_counts",
-                  "gr_finding_events", "gr_findings", "gr_runs"):
+    for table in (
+        "gr_lock",
+        "gr_first_seen",
+        "gr_waivers",
+        "gr_run_counts",
+        "gr_finding_events",
+        "gr_findings",
+        "gr_runs",
+    ):
         op.drop_table(table)
