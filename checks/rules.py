@@ -415,42 +415,37 @@ class Judge:
         unlinked = subjects[~subjects["linked"]]
         overdue = unlinked[due[unlinked.index] < self.as_of_ts]
         pending = unlinked[due[unlinked.index] >= self.as_of_ts]
-        if enabled("ARCHIVE_OVERDUE") and len(overdue):
-            late_by = [
-                self.calendar.working_days_between(d.date(), self.as_of) for d in due[overdue.index]
-            ]
+        between = self.calendar.working_days_between
+        for rule, unarchived, count, wording in (
+            (
+                "ARCHIVE_OVERDUE",
+                overdue,
+                lambda day: between(day, self.as_of),
+                (", not in marketing; ", " working days overdue"),
+            ),
+            (
+                "ARCHIVE_PENDING",
+                pending,
+                lambda day: between(self.as_of, day),
+                (", not in marketing yet; ", " working days left"),
+            ),
+        ):
+            if not enabled(rule) or unarchived.empty:
+                continue
+            days = [count(d.date()) for d in due[unarchived.index]]
             out.append(
                 findings.build(
-                    "ARCHIVE_OVERDUE",
+                    rule,
                     asset_type,
                     "pms",
-                    overdue.index,
-                    pms_id=overdue["source_id"],
-                    asset_name=overdue["name"],
-                    org_code=overdue["org_code"],
-                    detail=_due_text(overdue["commissioned_on"], due[overdue.index], n_due)
-                    + ", not in marketing; "
-                    + pd.Series(late_by, index=overdue.index).astype("str")
-                    + " working days overdue",
-                )
-            )
-        if enabled("ARCHIVE_PENDING") and len(pending):
-            left = [
-                self.calendar.working_days_between(self.as_of, d.date()) for d in due[pending.index]
-            ]
-            out.append(
-                findings.build(
-                    "ARCHIVE_PENDING",
-                    asset_type,
-                    "pms",
-                    pending.index,
-                    pms_id=pending["source_id"],
-                    asset_name=pending["name"],
-                    org_code=pending["org_code"],
-                    detail=_due_text(pending["commissioned_on"], due[pending.index], n_due)
-                    + ", not in marketing yet; "
-                    + pd.Series(left, index=pending.index).astype("str")
-                    + " working days left",
+                    unarchived.index,
+                    pms_id=unarchived["source_id"],
+                    asset_name=unarchived["name"],
+                    org_code=unarchived["org_code"],
+                    detail=_due_text(unarchived["commissioned_on"], due[unarchived.index], n_due)
+                    + wording[0]
+                    + pd.Series(days, index=unarchived.index).astype("str")
+                    + wording[1],
                 )
             )
         if enabled("ARCHIVE_LATE"):

@@ -13,25 +13,12 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from ..checks.findings import FINDING_FIELDS, INTERNAL_FIELDS
+from ..checks.findings import BUILT_FIELDS, FINDING_FIELDS, INTERNAL_FIELDS
 from . import store
 from .store import OPEN_STATES, StateStore, to_utc_naive
 
-STORED_VALUES = [
-    "rule_id",
-    "severity",
-    "asset_type",
-    "pms_id",
-    "marketing_id",
-    "asset_name",
-    "org_code",
-    "field",
-    "pms_value",
-    "marketing_value",
-    "detail",
-    "owner",
-    "side",
-]
+# what the store keeps of a finding besides its state and times
+STORED_VALUES = [*BUILT_FIELDS, "side"]
 
 
 @dataclass
