@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .core.cli_options import ConfigOption
 from .core.errors import GridreconError
 
 app = typer.Typer(
@@ -30,16 +31,6 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Config file (default: $GRIDRECON_CONFIG, else ./gridrecon.toml).",
-        show_default=False,
-    ),
-]
 
 
 class OutputFormat(str, Enum):
@@ -622,29 +613,11 @@ def findings_show(
         _print_json(record)
         return
     console = _console()
-    for key in (
-        "finding_id",
-        "rule_id",
-        "severity",
-        "state",
-        "asset_type",
-        "pms_id",
-        "marketing_id",
-        "asset_name",
-        "org_code",
-        "field",
-        "pms_value",
-        "marketing_value",
-        "detail",
-        "owner",
-        "first_seen",
-        "last_seen",
-        "age_days",
-        "age_working_days",
-        "waiver_reason",
-        "waived_by",
-        "waived_until",
-    ):
+    from .checks.findings import FINDING_FIELDS
+
+    shown = [f for f in FINDING_FIELDS if f != "waived"]
+    shown += ["age_days", "age_working_days", "waiver_reason", "waived_by", "waived_until"]
+    for key in shown:
         value = record.get(key)
         if value is not None and value == value:
             console.print(f"{key:>17}  {value}")
@@ -759,6 +732,13 @@ def check_asset(
     _render_check(result)
 
 
+def _check_fields() -> list[str]:
+    """Both systems' records side by side: the canonical fields, and the table of each row."""
+    from .connectors.normalize import CANONICAL_COLUMNS  # pandas: not at import, --help is fast
+
+    return [c for c in CANONICAL_COLUMNS if c != "asset_type"] + ["source_table"]
+
+
 def _check_json(result) -> dict:
     def records(frame, columns):
         if frame is None or frame.empty:
@@ -769,28 +749,14 @@ def _check_json(result) -> dict:
             for r in shown.to_dict(orient="records")
         ]
 
-    fields = [
-        "source_id",
-        "pms_id",
-        "name",
-        "voltage_kv",
-        "capacity_kva",
-        "parent_source_id",
-        "org_code",
-        "status",
-        "commissioned_on",
-        "recorded_at",
-        "updated_at",
-        "source_table",
-    ]
     return {
         "asset_type": result.asset_type,
         "pms_id": result.pms_id,
         "as_of": result.as_of.isoformat(),
         "deadline": result.deadline.isoformat() if result.deadline else None,
         "working_days_elapsed": result.working_days_elapsed,
-        "pms": records(result.pms, fields),
-        "marketing": records(result.marketing, fields),
+        "pms": records(result.pms, _check_fields()),
+        "marketing": records(result.marketing, _check_fields()),
         "parents": result.parents,
         "verdicts": result.verdicts,
         "history": records(
@@ -804,19 +770,6 @@ def _render_check(result) -> None:
     from rich.table import Table
 
     console = _console()
-    fields = [
-        "source_id",
-        "pms_id",
-        "name",
-        "voltage_kv",
-        "capacity_kva",
-        "parent_source_id",
-        "org_code",
-        "status",
-        "commissioned_on",
-        "recorded_at",
-        "source_table",
-    ]
     columns = [("PMS", row) for row in result.pms.to_dict("records")]
     columns += [("marketing", row) for row in result.marketing.to_dict("records")]
     table = Table(
@@ -826,7 +779,7 @@ def _render_check(result) -> None:
         padding=(0, 2),
         title=f"{result.asset_type} {result.pms_id or ''}",
     )
-    for name in fields:
+    for name in _check_fields():
         cells = []
         for _, row in columns:
             value = row.get(name)

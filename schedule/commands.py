@@ -14,20 +14,11 @@ from typing import Annotated
 
 import typer
 
+from ..core.cli_options import ConfigOption
 from ..core.errors import GridreconError
 
 # No help= here: the callback's docstring is the help of `gridrecon schedule`.
 schedule_app = typer.Typer(no_args_is_help=False)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Config file (default: $GRIDRECON_CONFIG, else ./gridrecon.toml).",
-        show_default=False,
-    ),
-]
 
 
 class LogFormat(str, Enum):

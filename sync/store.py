@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..checks.findings import BUILT_FIELDS
 from ..core.config import display_url
 from ..core.errors import ConfigError, GridreconError
 
@@ -47,24 +48,7 @@ findings = sa.Table(
     sa.Column("finding_id", sa.String(32), primary_key=True),
     *(
         sa.Column(name, sa.Text)
-        for name in (
-            "rule_id",
-            "severity",
-            "state",
-            "asset_type",
-            "pms_id",
-            "marketing_id",
-            "asset_name",
-            "org_code",
-            "field",
-            "pms_value",
-            "marketing_value",
-            "detail",
-            "owner",
-            "side",
-            "first_run_id",
-            "last_run_id",
-        )
+        for name in [*BUILT_FIELDS, "side", "state", "first_run_id", "last_run_id"]
     ),
     sa.Column("first_seen", sa.DateTime()),
     sa.Column("last_seen", sa.DateTime()),
