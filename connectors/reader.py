@@ -368,6 +368,53 @@ def read_source(
     return read
 
 
+@dataclass(frozen=True)
+class SourceQuery:
+    """One SELECT a full pull issues, as text the database's own client can run."""
+
+    system: str
+    dialect: str
+    table: str
+    sql: str
+
+
+def source_queries(config: Any) -> list[SourceQuery]:
+    """The SELECTs a full pull of both systems issues, with their values inlined.
+
+    For measuring what the databases deliver on their own (the benchmark's read floor): the
+    same statements, run by psql or the mariadb client, with no Python in between.
+    """
+    queries: list[SourceQuery] = []
+    sources = open_sources(config)
+    try:
+        for system, source in sources.items():
+            resolver = resolve(source)
+
+            def add(table: str, statement: sa.Select, source: Source = source) -> None:
+                dialect = source.engine.dialect
+                sql = statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+                queries.append(SourceQuery(source.system, dialect.name, table, str(sql)))
+
+            for asset_type in ASSET_TYPES:
+                asset = source.mapping.assets[asset_type]
+                for spec in asset.tables:
+                    add(spec.table, _table_statement(source, resolver, spec))
+                for hop in asset.hops:
+                    resolved = resolver.tables[hop.table.casefold()]
+                    labelled = [(hop.from_column, "key"), (hop.to_column, "value")]
+                    add(hop.table, select_rows(source, resolved, labelled, hop.where)[0])
+            spec = source.mapping.org_map
+            if spec is not None and spec.csv is None and (spec.database or system) == system:
+                resolver.org_map(spec)
+                resolved = resolver.tables[spec.table.casefold()]
+                labelled = [(spec.key, "key"), (spec.value, "value")]
+                add(spec.table, select_rows(source, resolved, labelled, spec.where)[0])
+    finally:
+        for source in sources.values():
+            source.dispose()
+    return queries
+
+
 def open_sources(config: Any) -> dict[str, Source]:
     """Both configured sources with their mappings loaded (nothing is connected yet)."""
     from .mapping import load_mapping
@@ -391,4 +438,13 @@ def read_all(config: Any, asset_types: Iterable[str] = ASSET_TYPES) -> dict[str,
             source.dispose()
 
 
-__all__ = ["AssetRead", "SourceRead", "read_all", "read_source", "open_sources", "SourceError"]
+__all__ = [
+    "AssetRead",
+    "SourceRead",
+    "SourceQuery",
+    "read_all",
+    "read_source",
+    "open_sources",
+    "source_queries",
+    "SourceError",
+]
