@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from gridrecon.core.errors import CalendarYearUnknown, ConfigError
+from gridrecon.core.toml_section import key_text, shown
 
 __all__ = ["WorkingCalendar", "YearInfo", "SOURCE_CHINESECALENDAR"]
 
@@ -80,7 +81,7 @@ class WorkingCalendar:
             return cls()
         path = Path(overrides_path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not an error
         except FileNotFoundError:
             raise ConfigError(
                 f"Calendar overrides file {path} does not exist "
@@ -92,6 +93,10 @@ class WorkingCalendar:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"Calendar overrides file {path} is not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(
+                f"Calendar overrides file {path} is not valid TOML: arrays nested too deeply"
+            ) from None
         return cls(_parse_overrides(raw, path), path)
 
     # -- what the calendar knows --------------------------------------------------------------
@@ -359,7 +364,7 @@ def _parse_date_list(value: object, path: Path, year: int, key: str) -> set[dt.d
     if not isinstance(value, list):
         raise ConfigError(
             f"{path}: [{year}] {key} must be a list of dates, e.g. "
-            f'["{year}-01-01", "{year}-02-06..{year}-02-12"]; got {value!r}.'
+            f'["{year}-01-01", "{year}-02-06..{year}-02-12"]; got {shown(value)}.'
         )
     dates: set[dt.date] = set()
     for item in value:
@@ -400,7 +405,7 @@ def _parse_date_item(item: object, path: Path, year: int, key: str) -> list[dt.d
 
 
 def _show(item: object) -> str:
-    return f'"{item}"' if isinstance(item, str) else repr(item)
+    return f'"{key_text(item)}"' if isinstance(item, str) else shown(item)
 
 
 # -- small helpers --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from ..core.toml_section import Section
+from ..core.toml_section import Section, key_text, shown
 
 SEVERITIES = ("info", "warning", "error")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -104,7 +104,9 @@ class RuleSettings:
         }
         for key in section.data:
             if key not in allowed and key.isupper():
-                raise section.fail(f"'rules.{key}' is not a rule id; rule ids: {', '.join(RULES)}")
+                raise section.fail(
+                    f"'rules.{key_text(key)}' is not a rule id; rule ids: {', '.join(RULES)}"
+                )
         section.check_keys(allowed)
         deadline = section.integer("deadline_working_days", 5, minimum=1, maximum=60)
 
@@ -122,7 +124,9 @@ class RuleSettings:
             for name in tolerance_section.data:
                 value = tolerance_section.number(name)
                 if value is None or value < 0:
-                    raise tolerance_section.fail(f"'rules.tolerance.{name}' must be ≥ 0")
+                    raise tolerance_section.fail(
+                        f"'rules.tolerance.{name}' must be a number ≥ 0, got {shown(value)}"
+                    )
                 tolerance[name] = value
 
         since = section.data.get("timeliness_since")
@@ -133,13 +137,14 @@ class RuleSettings:
                 pass
         if since is not None and (not isinstance(since, dt.date) or isinstance(since, dt.datetime)):
             raise section.fail(
-                f"'rules.timeliness_since' must be a date like 2024-01-01, got {since!r}"
+                f"'rules.timeliness_since' must be a date like 2024-01-01, got {shown(since)}"
             )
 
         period = section.string("metrics_period", default="year")
         if period not in METRICS_PERIODS:
             raise section.fail(
-                f"'rules.metrics_period' must be one of {', '.join(METRICS_PERIODS)}, got '{period}'"
+                f"'rules.metrics_period' must be one of {', '.join(METRICS_PERIODS)}, "
+                f"got {shown(period)}"
             )
 
         validity = section.section("validity", required=False)
@@ -154,7 +159,8 @@ class RuleSettings:
                 unknown = sorted(checks - set(CHECK_NAMES))
                 if unknown:
                     raise validity.fail(
-                        f"'rules.validity.checks' names unknown check {', '.join(unknown)}; "
+                        f"'rules.validity.checks' names unknown check "
+                        f"{', '.join(shown(name) for name in unknown)}; "
                         f"checks: {', '.join(CHECK_NAMES)}"
                     )
             future_days = validity.integer("future_tolerance_days", 0, minimum=0, maximum=3650)
@@ -173,7 +179,7 @@ class RuleSettings:
             if chosen not in SEVERITIES:
                 raise rule.fail(
                     f"'rules.{rule_id}.severity' must be one of {', '.join(SEVERITIES)}, "
-                    f"got '{chosen}'"
+                    f"got {shown(chosen)}"
                 )
             rules[rule_id] = RuleSetting(
                 enabled=rule.boolean("enabled", True),

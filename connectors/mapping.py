@@ -10,13 +10,15 @@ live database happens in connectors.schema_check.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import MappingError
-from ..core.toml_section import Section, read_toml
+from ..core.toml_section import Section, key_text, read_toml, shown
 
 ASSET_TYPES = ("substation", "line", "transformer")
 SYSTEMS = ("pms", "marketing")
@@ -40,7 +42,7 @@ REQUIRED_FIELDS = ("source_id", "name")
 HAS_PARENT = {"substation": False, "line": True, "transformer": True}
 MAX_HOPS = 2
 
-_FIELD_OPTIONS = {"column", "codes", "org_map", "scale", "format"}
+_FIELD_OPTIONS = {"column", "codes", "org_map", "scale", "format", "encoding"}
 _TABLE_KEYS = {"table", "where", "columns"}
 _ASSET_KEYS = {"tables", "columns", "absent", "parent"}
 _HOP_KEYS = {"table", "from", "to", "where"}
@@ -56,6 +58,9 @@ class FieldSpec:
     org_map: bool = False  # translate through the mapping's org map
     scale: float | None = None  # multiply a number (e.g. MVA -> kVA: 1000)
     format: str | None = None  # strftime format for dates stored as text
+    # The column is declared latin1 but holds bytes of this encoding (GBK in old SG186 installs):
+    # the text the database hands over is turned back into those bytes and decoded properly.
+    encoding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,11 +227,23 @@ def _parse_codes(section: Section | None) -> dict[str, dict[str, Any]]:
         entries = section.section(list_name)
         assert entries is not None
         decoded: dict[str, Any] = {}
+        spelled: dict[str, str] = {}
         for code, value in entries.data.items():
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise entries.fail(
-                    f"code '{entries.key_name(code)}' must map to a number or a text, got {value!r}"
+                    f"code '{entries.key_name(code)}' must map to a number or a text, "
+                    f"got {shown(value)}"
                 )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise entries.fail(f"code '{entries.key_name(code)}' maps to {value}, not a number")
+            # codes are compared as stripped text, so '22' and ' 22' would be one code
+            if code.strip() in spelled:
+                raise entries.fail(
+                    f"codes '{entries.key_name(spelled[code.strip()])}' and "
+                    f"'{entries.key_name(code)}' are the same code (spaces around a code are "
+                    "ignored); keep one"
+                )
+            spelled[code.strip()] = code
             decoded[code.strip()] = value
         lists[list_name] = decoded
     return lists
@@ -241,11 +258,14 @@ def _parse_where(section: Section, key: str) -> tuple[tuple[str, tuple[Any, ...]
     for column, accepted in where.data.items():
         values = accepted if isinstance(accepted, list) else [accepted]
         if not values or not all(
-            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values
+            isinstance(v, (str, int, float))
+            and not isinstance(v, bool)
+            and not (isinstance(v, float) and not math.isfinite(v))
+            for v in values
         ):
             raise where.fail(
-                f"'{where.key_name(column)}' must be a value or a list of values to keep, "
-                f"got {accepted!r}"
+                f"'{where.key_name(column)}' must be a text or a number, or a list of them, "
+                f"to keep; got {shown(accepted)}"
             )
         filters.append((column, tuple(values)))
     return tuple(filters)
@@ -257,7 +277,7 @@ def _parse_org_map(section: Section | None, base: Path) -> OrgMapSpec | None:
     section.check_keys({"table", "key", "value", "where", "database", "csv"})
     database = section.string("database")
     if database is not None and database not in SYSTEMS:
-        raise section.fail(f"'org_map.database' must be pms or marketing, got '{database}'")
+        raise section.fail(f"'org_map.database' must be pms or marketing, got {shown(database)}")
     csv_text = section.string("csv")
     table = section.string("table")
     if (csv_text is None) == (table is None):
@@ -284,8 +304,14 @@ def _parse_field(
     org_map: OrgMapSpec | None,
 ) -> FieldSpec:
     raw = columns.data[field_name]
+    where = columns.key_name(field_name)
     if isinstance(raw, str):
         spec = FieldSpec(name=field_name, column=columns.string(field_name))
+    elif not isinstance(raw, dict):
+        raise columns.fail(
+            f"'{where}' must be a column name or a table like {{ column = \"...\", ... }}, "
+            f"got {shown(raw)}"
+        )
     else:
         options = columns.section(field_name)
         assert options is not None
@@ -297,11 +323,19 @@ def _parse_field(
             org_map=options.boolean("org_map"),
             scale=options.number("scale"),
             format=options.string("format"),
+            encoding=options.string("encoding"),
         )
-    where = columns.key_name(field_name)
+        if spec.scale is not None and spec.scale <= 0:
+            raise options.fail(f"'{where}.scale' must be a number > 0, got {spec.scale:g}")
+        if spec.format is not None:
+            _check_format(options, f"{where}.format", spec.format)
+        if spec.encoding is not None:
+            _check_encoding(options, f"{where}.encoding", spec.encoding)
     if spec.codes is not None and spec.codes not in codes:
-        known = ", ".join(sorted(codes)) or "none defined"
-        raise columns.fail(f"'{where}' uses code list '{spec.codes}', not in [codes] ({known})")
+        known = ", ".join(sorted(key_text(name) for name in codes)) or "none defined"
+        raise columns.fail(
+            f"'{where}' uses code list {shown(spec.codes)}, not in [codes] ({known})"
+        )
     if spec.org_map and org_map is None:
         raise columns.fail(f"'{where}' sets org_map = true but the mapping has no [org_map]")
     if field_name == "status" and spec.codes is None:
@@ -310,17 +344,41 @@ def _parse_field(
         for code, value in codes[spec.codes].items():
             if value not in CANONICAL_STATUSES:
                 raise columns.fail(
-                    f"code list '{spec.codes}' maps '{code}' to '{value}'; status codes must map "
-                    f"to one of {', '.join(CANONICAL_STATUSES)}"
+                    f"'codes.{key_text(spec.codes)}.{key_text(code)}' maps to {shown(value)}; "
+                    f"the status codes of '{where}' must map to one of "
+                    f"{', '.join(CANONICAL_STATUSES)}"
                 )
     if spec.codes and field_name in ("voltage_kv", "capacity_kva"):
         for code, value in codes[spec.codes].items():
             if isinstance(value, str):
                 raise columns.fail(
-                    f"code list '{spec.codes}' maps '{code}' to text '{value}'; "
-                    f"{field_name} codes must map to numbers"
+                    f"'codes.{key_text(spec.codes)}.{key_text(code)}' maps to text {shown(value)}; "
+                    f"the {field_name} codes of '{where}' must map to numbers"
                 )
     return spec
+
+
+def _check_format(options: Section, key: str, fmt: str) -> None:
+    """A date format pandas can parse with, so a bad one fails here and not in the middle of a
+    read."""
+    import pandas as pd
+
+    try:
+        pd.to_datetime(pd.Series(["2000-01-02"]), format=fmt, errors="coerce")
+    except (ValueError, TypeError, re.error) as exc:  # pandas raises all three for a bad format
+        raise options.fail(
+            f"'{key}' {shown(fmt)} is not a date format ({exc}); use strftime codes, "
+            'e.g. "%Y%m%d" or "%Y-%m-%d %H:%M:%S"'
+        ) from None
+
+
+def _check_encoding(options: Section, key: str, encoding: str) -> None:
+    try:
+        b"a".decode(encoding, "replace")  # unlike codecs.lookup, refuses base64, rot13, ...
+    except (LookupError, ValueError):
+        raise options.fail(
+            f"'{key}' {shown(encoding)} is not a text encoding Python knows; e.g. gbk, gb18030"
+        ) from None
 
 
 def _parse_asset(

@@ -118,6 +118,54 @@ def clean_text(values: pd.Series) -> pd.Series:
     return values.map(text, na_action="ignore").astype("str")
 
 
+def _latin1_bytes() -> dict[str, int]:
+    """Character -> byte of a latin1 column as databases hand it over: MySQL/MariaDB's latin1 is
+    Windows-1252 (its five unassigned bytes pass through as U+0081...), PostgreSQL's LATIN1 is
+    ISO-8859-1 (0x80-0x9F as U+0080-U+009F)."""
+    table: dict[str, int] = {}
+    for byte in range(256):
+        try:
+            table[bytes([byte]).decode("cp1252")] = byte
+        except UnicodeDecodeError:
+            pass
+    for byte in range(256):
+        table.setdefault(chr(byte), byte)
+    return table
+
+
+_LATIN1_BYTES = _latin1_bytes()
+
+
+def redecode(values: pd.Series, encoding: str) -> pd.Series:
+    """Text of a latin1 column that really holds bytes of `encoding`, decoded properly.
+
+    Old SG186 installs wrote GBK bytes through a latin1 connection into latin1 columns, so the
+    database hands over one Latin-1 character per byte ("ºÓ¿Ú" for "河口"). The characters are
+    turned back into those bytes and decoded as `encoding`; bytes (a BLOB) are decoded directly.
+    A value that cannot be such bytes (it holds a character beyond Latin-1, as correct text
+    does) or that is not valid `encoding` stays as read.
+    """
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, (bytes, bytearray)):
+            raw = bytes(value)
+        elif isinstance(value, str):
+            if value.isascii():  # ASCII is the same in every encoding concerned
+                return value
+            try:
+                raw = bytes(_LATIN1_BYTES[ch] for ch in value)
+            except KeyError:
+                return value
+        else:
+            return value
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            return value
+
+    return values.map(fix)
+
+
 def decode_codes(values: pd.Series, code_list: dict[str, Any]) -> pd.Series:
     keys = normalize_codes(values)
     return keys.map(code_list)
@@ -197,6 +245,11 @@ def normalize_chunk(
     `raw` has one column per mapped field plus `_parent_start` where the asset has a parent path;
     the parent itself is resolved by the caller (it may need relation tables).
     """
+    recoded = [spec for spec in table.fields if spec.encoding and spec.name in raw]
+    if recoded:
+        raw = raw.copy()
+        for spec in recoded:
+            raw[spec.name] = redecode(raw[spec.name], spec.encoding)
     out = pd.DataFrame(index=raw.index)
     out["asset_type"] = asset.asset_type
     out["source_id"] = normalize_ids(raw["source_id"])

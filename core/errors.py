@@ -27,7 +27,20 @@ class GridreconError(Exception):
 
 
 class ConfigError(GridreconError):
-    """The config file is missing, malformed, or has an unknown or invalid key."""
+    """The config file is missing, malformed, or has an unknown or invalid key.
+
+    Always one line: the message quotes keys and values from files and database catalogues, and
+    a newline or another control character in one of them must not break the line a monitoring
+    check or a log reads.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(one_line(message))
+
+
+def one_line(text: str) -> str:
+    """text with control characters written as escapes (a newline as \\n)."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
 
 
 class MappingError(ConfigError):

@@ -1,10 +1,13 @@
 """Strict reading of TOML documents (config and mapping files).
 
-Every error names the file and the dotted key, so a user can fix it without reading code.
+Every error names the file and the dotted key, so a user can fix it without reading code, on one
+line: keys and values are shown with control characters escaped (a quoted TOML key or string may
+hold a newline), whatever the file holds.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -14,18 +17,41 @@ from typing import Any
 from .errors import ConfigError
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LARGEST_WHOLE_NUMBER = 2**31 - 1
 
 
 def read_toml(path: Path, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise error(f"{path} is not valid TOML: {exc}") from None
+        # utf-8-sig: Notepad on Windows saves UTF-8 with a byte-order mark, which TOML forbids
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise error(f"{path} is not UTF-8 text; save it as UTF-8") from None
     except OSError as exc:
         raise error(f"cannot read {path}: {exc.strerror}") from None
+    return parse_toml(text, path, error)
+
+
+def parse_toml(text: str, path: Path, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively
+        raise error(f"{path} is not valid TOML: arrays or tables nested too deeply") from None
+
+
+def shown(value: Any) -> str:
+    """A short, one-line rendering of a bad value for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def key_text(key: str) -> str:
+    """A key as written in a message: control and other unprintable characters escaped."""
+    if key.isprintable():
+        return key
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in key)
 
 
 def expand_env(value: str, file: Path, key: str, error: type[ConfigError] = ConfigError) -> str:
@@ -50,14 +76,14 @@ class Section:
         self.where = where
         self.error = error
         if not isinstance(data, dict):
-            raise self.fail(f"{where or 'the file'} must be a table, got {_shown(data)}")
+            raise self.fail(f"{where or 'the file'} must be a table, got {shown(data)}")
         self.data: dict[str, Any] = data
 
     def fail(self, message: str) -> ConfigError:
         return self.error(f"{self.file}: {message}")
 
     def key_name(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
+        return f"{self.where}.{key_text(key)}" if self.where else key_text(key)
 
     def check_keys(self, allowed: set[str] | frozenset[str]) -> None:
         for key in self.data:
@@ -80,18 +106,22 @@ class Section:
         value = self.data[key]
         if not isinstance(value, str) or not value.strip():
             raise self.fail(
-                f"'{self.key_name(key)}' must be a non-empty string, got {_shown(value)}"
+                f"'{self.key_name(key)}' must be a non-empty string, got {shown(value)}"
             )
         return expand_env(value, self.file, self.key_name(key), self.error)
 
-    def integer(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    def integer(
+        self, key: str, default: int, minimum: int, maximum: int = _LARGEST_WHOLE_NUMBER
+    ) -> int:
+        # Every whole number has an upper bound: TOML integers are 64-bit, and a value beyond
+        # what a setting can mean overflows wherever it meets a C int (a fetch size, a timer).
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"'{self.key_name(key)}' must be a whole number, got {_shown(value)}")
-        if value < minimum or (maximum is not None and value > maximum):
-            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise self.fail(f"'{self.key_name(key)}' must be a whole number, got {shown(value)}")
+        if not minimum <= value <= maximum:
             raise self.fail(
-                f"'{self.key_name(key)}' must be at least {minimum}{upper}, got {value}"
+                f"'{self.key_name(key)}' must be at least {minimum} and at most {maximum}, "
+                f"got {shown(value)}"
             )
         return value
 
@@ -100,25 +130,19 @@ class Section:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(f"'{self.key_name(key)}' must be a number, got {_shown(value)}")
+            raise self.fail(f"'{self.key_name(key)}' must be a number, got {shown(value)}")
+        if not math.isfinite(value):  # TOML has nan and inf
+            raise self.fail(f"'{self.key_name(key)}' must be a finite number, got {value}")
         return float(value)
 
     def boolean(self, key: str, default: bool = False) -> bool:
         value = self.data.get(key, default)
         if not isinstance(value, bool):
-            raise self.fail(f"'{self.key_name(key)}' must be true or false, got {_shown(value)}")
+            raise self.fail(f"'{self.key_name(key)}' must be true or false, got {shown(value)}")
         return value
 
     def string_list(self, key: str) -> list[str]:
         value = self.data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(
-                f"'{self.key_name(key)}' must be a list of strings, got {_shown(value)}"
-            )
+            raise self.fail(f"'{self.key_name(key)}' must be a list of strings, got {shown(value)}")
         return value
-
-
-def _shown(value: Any) -> str:
-    """A short rendering of a bad value for an error message."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
