@@ -325,15 +325,24 @@ def sample(
 def validate(config: ConfigOption = None, format: FormatOption = OutputFormat.table) -> None:
     """Check the config and mappings against the live databases.
 
-    Reports every mapped table and column that does not exist, code values the code lists do not
-    know, units the org map cannot translate, and the in-scope rows per table. Exits 2 when a
-    source cannot be read as mapped.
+    Checks the [rules] settings, the calendar overrides file and the schedule's cron expression
+    too, then reports every mapped table and column that does not exist, code values the code
+    lists do not know, units the org map cannot translate, and the in-scope rows per table. Exits
+    2 when a source cannot be read as mapped.
 
     Example: gridrecon validate --config gridrecon.toml
     """
+    from .checks.calendar import WorkingCalendar
+    from .checks.settings import RuleSettings
     from .connectors.validate import validate as validate_sources
+    from .schedule.service import build_trigger
 
-    report = validate_sources(_load(config))
+    loaded = _load(config)
+    # What a run or the scheduler would refuse at its start is refused here first.
+    RuleSettings.parse(loaded.rules, loaded.path)
+    WorkingCalendar.load(loaded.calendar_overrides)
+    build_trigger(loaded.schedule, loaded.path)
+    report = validate_sources(loaded)
     if format is OutputFormat.json:
         _print_json(dataclasses.asdict(report) | {"ok": report.ok})
     else:
@@ -395,6 +404,9 @@ app.add_typer(findings_app, name="findings")
 from .schedule.commands import schedule_app  # noqa: E402
 
 app.add_typer(schedule_app, name="schedule")
+from .plans.commands import plan_app  # noqa: E402
+
+app.add_typer(plan_app, name="plan")
 
 
 def _print_frame(frame, format: OutputFormat, columns: list[str], title: str | None = None) -> None:
