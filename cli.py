@@ -278,6 +278,7 @@ class Scale(str, Enum):
     small = "small"
     city = "city"
     province = "province"
+    national = "national"
 
 
 @app.command()

@@ -12,16 +12,20 @@ The data has two layers:
   ``expect=none`` cases — must not produce the named finding. ``sample_data/README.md`` documents
   every one of them.
 
-Everything is computed in Python and only then inserted, so the same seed and scale give the same
-rows on every engine.
+Rows are computed in Python and only then inserted, so the same seed and scale give the same rows
+on every engine. The background is drawn and written in province-sized blocks (``national`` is ten
+of them), so memory stays that of one block at any scale.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
+import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -37,6 +41,7 @@ SCALES: dict[str, tuple[int, int, int]] = {
     "small": (30, 300, 3000),
     "city": (100, 1500, 30000),
     "province": (1500, 25000, 500000),
+    "national": (15000, 250000, 5000000),
 }
 DEFAULT_SEED = 20261120
 AS_OF = date(2026, 11, 20)
@@ -44,7 +49,7 @@ AS_OF = date(2026, 11, 20)
 MANIFEST_COLUMNS = ["expect", "rule_id", "asset_type", "pms_id", "marketing_id", "field", "case"]
 
 # Rows per executemany: large enough to amortise round trips, small enough to keep MariaDB
-# statements under max_allowed_packet and memory flat at province scale.
+# statements under max_allowed_packet and the row tuples of one chunk small.
 CHUNK_ROWS = 5000
 
 # ---------------------------------------------------------------------------------------------
@@ -494,19 +499,26 @@ def _guids(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def _unique_labels(
-    rng: np.random.Generator, groups: np.ndarray, n_words: int, max_per_word: int
+    rng: np.random.Generator,
+    groups: np.ndarray,
+    n_words: int,
+    max_per_word: int,
+    used_by_group: dict[str, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """For members of each group (org), distinct (word index, number) pairs.
 
     Words are drawn in a random order and each gets 1..max_per_word consecutive numbers, so names
     like 王庄村1号公变, 王庄村2号公变 cluster as they do in reality; a second pass over the words
     continues their numbering, so uniqueness never depends on the pool being large enough.
+    ``used_by_group`` (numbers used so far per group and word) is updated, so a later block of
+    the background continues the numbering instead of repeating names.
     """
     word = np.empty(len(groups), dtype=np.int64)
     num = np.empty(len(groups), dtype=np.int64)
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
-        need, used = len(idx), np.zeros(n_words, dtype=np.int64)
+        need = len(idx)
+        used = used_by_group.setdefault(g, np.zeros(n_words, dtype=np.int64))
         words, nums = [], []
         while need > 0:
             perm = rng.permutation(n_words)
@@ -672,15 +684,34 @@ _BG_IDS = {
 }
 
 
-def _ids(key: str, keep: np.ndarray) -> np.ndarray:
-    """Marketing id per drawn row (-1 where the asset is not in marketing)."""
-    out = np.full(len(keep), -1, dtype=np.int64)
-    out[keep] = np.arange(_BG_IDS[key], _BG_IDS[key] + int(keep.sum()))
-    return out
+@dataclasses.dataclass
+class _Sequences:
+    """What a block of the background continues from the blocks before it: the marketing id
+    sequences and the numbering of names per org, so ids and names stay unique at any scale."""
+
+    ids: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(_BG_IDS, 0))
+    labels: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+    def next_ids(self, key: str, n: int) -> np.ndarray:
+        """The next n ids of sequence ``key``."""
+        start = _BG_IDS[key] + self.ids[key]
+        self.ids[key] += n
+        return np.arange(start, start + n)
+
+    def ids_where(self, key: str, keep: np.ndarray) -> np.ndarray:
+        """Marketing id per drawn row (-1 where the asset is not in marketing)."""
+        out = np.full(len(keep), -1, dtype=np.int64)
+        out[keep] = self.next_ids(key, int(keep.sum()))
+        return out
+
+    def used(self, pool: str) -> dict[str, np.ndarray]:
+        return self.labels.setdefault(pool, {})
 
 
-def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) -> tuple[dict, dict]:
-    """Clean background rows: (PMS columns per table, marketing columns per table)."""
+def _background(
+    rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int, seq: _Sequences
+) -> tuple[dict, dict]:
+    """One block of clean background rows: (PMS columns per table, marketing columns per table)."""
     o_org, _ = org_rows()
     cities = [r["ORG_NO"] for r in o_org if r["ORG_TYPE"] == "03"]
     counties_of = {c: [r["ORG_NO"] for r in o_org if r["P_ORG_NO"] == c] for c in cities}
@@ -726,7 +757,7 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
     # -- 3. substations ------------------------------------------------------------------------
     pms: dict[str, Columns] = {}
     mkt: dict[str, Columns] = {}
-    word, num = _unique_labels(rng, sub_org, len(SUB_WORDS), 1)
+    word, num = _unique_labels(rng, sub_org, len(SUB_WORDS), 1, seq.used("substation"))
     sub_name = np.array(
         [f"{v}kV{SUB_WORDS[w]}{'' if k == 0 else k + 1}变电站" for v, w, k in zip(kv, word, num)],
         dtype=object,
@@ -752,7 +783,7 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
             "ZBRL": sub_cap,
         },
     )
-    sub_mkt = _ids("SUBS_ID", np.isin(sub_kind, list(_IN_MKT)))
+    sub_mkt = seq.ids_where("SUBS_ID", np.isin(sub_kind, list(_IN_MKT)))
     mkt["G_SUBS"] = _mkt_rows(
         sub_kind,
         sub_id,
@@ -768,7 +799,7 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
     )
 
     # -- 4. feeders ------------------------------------------------------------------------------
-    word, num = _unique_labels(rng, line_org, len(LINE_WORDS), 3)
+    word, num = _unique_labels(rng, line_org, len(LINE_WORDS), 3, seq.used("line"))
     line_name = np.array(
         [f"10kV{LINE_WORDS[w]}{_roman(k)}线" for w, k in zip(word, num)], dtype=object
     )
@@ -786,7 +817,7 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
         },
     )
     line_in_mkt = np.isin(line_kind, list(_IN_MKT))
-    line_mkt = _ids("LINE_ID", line_in_mkt)
+    line_mkt = seq.ids_where("LINE_ID", line_in_mkt)
     mkt["G_LINE"] = _mkt_rows(
         line_kind,
         line_id,
@@ -801,7 +832,7 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
     )
     n_rela = int(line_in_mkt.sum())
     mkt["G_SUBS_LINE_RELA"] = {
-        "RELA_ID": np.arange(_BG_IDS["RELA_ID"], _BG_IDS["RELA_ID"] + n_rela),
+        "RELA_ID": seq.next_ids("RELA_ID", n_rela),
         "SUBS_ID": sub_mkt[line_parent[line_in_mkt]],
         "LINE_ID": line_mkt[line_in_mkt],
     }
@@ -812,7 +843,8 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
     names = np.empty(n_tr, dtype=object)
     for is_indoor, places, per_place in ((True, ESTATES, 8), (False, VILLAGES, 3)):
         sel = np.flatnonzero(~private & (indoor == is_indoor))
-        word, num = _unique_labels(rng, tr_org[sel], len(places), per_place)
+        used = seq.used("indoor" if is_indoor else "pole")
+        word, num = _unique_labels(rng, tr_org[sel], len(places), per_place, used)
         marks = np.where(rng.random(len(sel)) < 0.5, "#", "号")
         names[sel] = [f"{places[w]}{k + 1}{m}公变" for w, k, m in zip(word, num, marks)]
     sel = np.flatnonzero(private)
@@ -851,14 +883,14 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
     link = tr_id.copy()
     link[tr_kind == "private_mkt_only"] = None  # a 专变 PMS never had: out of scope, unlinked
     flag = np.where(private, MKT_PRIVATE, MKT_PUBLIC).astype(object)
-    tg_id = _ids("TG_ID", tr_in_mkt)
+    tg_id = seq.ids_where("TG_ID", tr_in_mkt)
     g_tran = _mkt_rows(
         tr_kind,
         link,
         life,
         tr_org,
         {
-            "EQUIP_ID": _ids("EQUIP_ID", tr_in_mkt),
+            "EQUIP_ID": seq.ids_where("EQUIP_ID", tr_in_mkt),
             "TG_ID": tg_id,
             "TRAN_NAME": names,
             "PLATE_CAP": kva,
@@ -870,14 +902,14 @@ def _background(rng: np.random.Generator, n_sub: int, n_line: int, n_tr: int) ->
     mkt["G_TRAN"] = g_tran
     mkt["G_TG"] = {
         "TG_ID": tg_id[tr_in_mkt],
-        "TG_NO": _numbers(tr_org[tr_in_mkt], np.arange(m), 7),
+        "TG_NO": _numbers(tr_org[tr_in_mkt], tg_id[tr_in_mkt] - _BG_IDS["TG_ID"], 7),
         "TG_NAME": np.array([_tg_name(n) for n in names[tr_in_mkt]], dtype=object),
         "ORG_NO": tr_org[tr_in_mkt],
         "PUB_PRIV_FLAG": flag[tr_in_mkt],
         "RUN_STATUS_CODE": g_tran["RUN_STATUS_CODE"],
     }
     mkt["G_LINE_TG_RELA"] = {
-        "LINE_TQ_ID": np.arange(_BG_IDS["LINE_TQ_ID"], _BG_IDS["LINE_TQ_ID"] + m),
+        "LINE_TQ_ID": seq.next_ids("LINE_TQ_ID", m),
         "LINE_ID": line_mkt[tr_parent[tr_in_mkt]],
         "TG_ID": tg_id[tr_in_mkt],
     }
@@ -1245,12 +1277,11 @@ def _py(values: Sequence) -> list:
     return list(values)
 
 
-def _chunks(batch: Columns | list[dict], keys: list[str]) -> Iterator[list[dict]]:
-    """Row dictionaries in CHUNK_ROWS slices, every row carrying every column key."""
+def _row_chunks(batch: Columns | list[dict], keys: list[str]) -> Iterator[list[tuple]]:
+    """Rows as tuples in the order of ``keys``, CHUNK_ROWS at a time; a missing column is null."""
     if isinstance(batch, list):
-        rows = [{k: row.get(k) for k in keys} for row in batch]
-        for i in range(0, len(rows), CHUNK_ROWS):
-            yield rows[i : i + CHUNK_ROWS]
+        for i in range(0, len(batch), CHUNK_ROWS):
+            yield [tuple(row.get(k) for k in keys) for row in batch[i : i + CHUNK_ROWS]]
         return
     n = len(next(iter(batch.values())))
     for i in range(0, n, CHUNK_ROWS):
@@ -1258,7 +1289,37 @@ def _chunks(batch: Columns | list[dict], keys: list[str]) -> Iterator[list[dict]
             _py(batch[k][i : i + CHUNK_ROWS]) if k in batch else [None] * min(CHUNK_ROWS, n - i)
             for k in keys
         ]
-        yield [dict(zip(keys, vals)) for vals in zip(*cols)]
+        yield list(zip(*cols))
+
+
+def _insert_rows(conn: sa.Connection, table: sa.Table, chunks: Iterable[list[tuple]]) -> None:
+    """Any database: one executemany per chunk."""
+    keys = [c.key for c in table.columns]
+    for rows in chunks:
+        conn.execute(table.insert(), [dict(zip(keys, row)) for row in rows])
+
+
+def _copy_rows(conn: sa.Connection, table: sa.Table, chunks: Iterable[list[tuple]]) -> None:
+    """PostgreSQL with psycopg: COPY … FROM STDIN on the driver's connection, inside the
+    SQLAlchemy transaction; several times faster than executemany."""
+    prep = conn.dialect.identifier_preparer
+    # The names are the schema module's constants, quoted; no value is pasted into the SQL.
+    columns = ", ".join(prep.quote(c.name) for c in table.columns)
+    statement = f"COPY {prep.format_table(table)} ({columns}) FROM STDIN"
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        with conn.connection.driver_connection.cursor() as cursor:
+            with cursor.copy(statement) as copy:
+                for rows in chunks:
+                    for row in rows:
+                        copy.write_row(row)
+    except dbapi.Error as exc:
+        # The driver's own error, as SQLAlchemy would have wrapped it had it run the statement.
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
+
+
+# Bulk writers by (dialect, driver); anything else inserts with executemany.
+_BULK_WRITERS = {("postgresql", "psycopg"): _copy_rows}
 
 
 def _engine(url: str) -> sa.Engine:
@@ -1275,51 +1336,82 @@ def _masked(url: str) -> str:
         return "<unparseable URL>"
 
 
-def _write(url: str, metadata: sa.MetaData, data: dict[str, list[Columns | list[dict]]]) -> None:
-    """Drop and recreate the metadata's tables at ``url``; insert ``data`` (by SPEC table name)."""
-    engine = _engine(url)
-    try:
-        tables = {t.name.upper(): t for t in metadata.tables.values()}
-        metadata.drop_all(engine)
-        metadata.create_all(engine)
-        for name, batches in data.items():
-            table = tables[name]
-            keys = [c.key for c in table.columns]
-            # One transaction per table: few commits (cheap on every engine), and a failure
-            # never leaves a table half filled.
-            with engine.begin() as conn:
-                for batch in batches:
-                    for rows in _chunks(batch, keys):
-                        conn.execute(table.insert(), rows)
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError) as exc:
-        # Unreachable server, missing database, no permission: the user's to fix, not a bug.
-        raise SourceError(f"cannot write the sample to {_masked(url)}: {exc.orig}") from exc
-    finally:
-        engine.dispose()
+class _Target:
+    """One database being filled: its sample tables dropped and created (indexes last, which is
+    faster than maintaining them row by row), then rows appended block by block."""
+
+    def __init__(self, url: str, metadata: sa.MetaData) -> None:
+        self.url = url
+        self.metadata = metadata
+        self.tables = {t.name.upper(): t for t in metadata.tables.values()}
+        self.engine = _engine(url)
+        dialect = self.engine.dialect
+        self.write_rows = _BULK_WRITERS.get((dialect.name, dialect.driver), _insert_rows)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError) as exc:
+            # Unreachable server, missing database, no permission: the user's to fix, not a bug.
+            raise SourceError(
+                f"cannot write the sample to {_masked(self.url)}: {exc.orig}"
+            ) from exc
+
+    def create(self) -> None:
+        with self._transaction() as conn:
+            self.metadata.drop_all(conn)
+            for table in self.metadata.sorted_tables:
+                conn.execute(sa.schema.CreateTable(table))
+
+    def append(self, data: dict[str, Columns | list[dict]]) -> None:
+        """Insert ``data`` (by SPEC table name) in one transaction."""
+        with self._transaction() as conn:
+            for name, batch in data.items():
+                table = self.tables[name]
+                self.write_rows(conn, table, _row_chunks(batch, [c.key for c in table.columns]))
+
+    def finish(self) -> None:
+        with self._transaction() as conn:
+            for table in self.metadata.sorted_tables:
+                for index in sorted(table.indexes, key=lambda ix: ix.name):
+                    index.create(conn)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
 
 
-def _build(scale: str, seed: int) -> tuple[dict, dict, pd.DataFrame]:
-    """All rows of both databases (by SPEC table name) and the manifest."""
+def _check(scale: str, seed: int) -> None:
     if scale not in SCALES:
         raise ConfigError(f"unknown sample scale {scale!r}; valid scales: {', '.join(SCALES)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"sample seed must be a non-negative integer, got {seed!r}")
-    planted = _planted()
-    n_sub, n_line, n_tr = SCALES[scale]
+
+
+def _blocks(scale: str, seed: int, planted: _Planter) -> Iterator[tuple[dict, dict]]:
+    """The background, one block at a time: (PMS columns per table, marketing columns per table).
+
+    A scale larger than a province is drawn as several province-sized blocks, so memory stays
+    that of one block whatever the scale. The first block is drawn from ``seed`` itself, block b
+    from (seed, b): a scale of one block (small, city, province) gives the rows it always gave,
+    and the first block of ``national`` is the province's background.
+    """
+    totals = SCALES[scale]
+    n_blocks = max(math.ceil(n / size) for n, size in zip(totals, SCALES["province"]))
     # The scale's counts are totals per system; planted rows come on top of a smaller background.
-    n_planted_tr = len(planted.pms["T_SB_ZNYC_PDBYQ"]) + len(planted.pms["T_SB_ZWYC_ZSBYQ"])
-    bg_pms, bg_mkt = _background(
-        np.random.default_rng(seed),
-        n_sub - len(planted.pms["T_SB_ZNYC_DZ"]),
-        n_line - len(planted.pms["T_SB_ZWYC_XL"]),
-        n_tr - n_planted_tr,
+    n_planted = (
+        len(planted.pms["T_SB_ZNYC_DZ"]),
+        len(planted.pms["T_SB_ZWYC_XL"]),
+        len(planted.pms["T_SB_ZNYC_PDBYQ"]) + len(planted.pms["T_SB_ZWYC_ZSBYQ"]),
     )
-    o_org, org_map = org_rows()
-    pms: dict[str, list] = {t: [bg_pms[t], planted.pms.get(t, [])] for t in bg_pms}
-    pms["ST_PMS_YX_DW"] = [org_map]
-    mkt: dict[str, list] = {t: [bg_mkt[t], planted.mkt.get(t, [])] for t in bg_mkt}
-    mkt["O_ORG"] = [o_org]
-    return pms, mkt, _manifest_frame(planted.manifest)
+    seq = _Sequences()
+    for b in range(n_blocks):
+        counts = [n // n_blocks + (b < n % n_blocks) for n in totals]
+        if b == 0:
+            counts = [n - p for n, p in zip(counts, n_planted)]
+        rng = np.random.default_rng(seed if b == 0 else [seed, b])
+        yield _background(rng, *counts, seq)
 
 
 def generate(
@@ -1335,12 +1427,30 @@ def generate(
 
     ``lowercase=True`` names every table and column in lower case, as an Oracle schema copied to
     PostgreSQL arrives. Raises ConfigError for an unknown scale, SourceError when a database
-    cannot be written.
+    cannot be written; a failed generation leaves the tables partly filled, to be generated again.
     """
-    pms, mkt, manifest = _build(scale, seed)
-    _write(pms_url, pms_metadata(lowercase), pms)
-    _write(marketing_url, marketing_metadata(lowercase), mkt)
-    return manifest
+    _check(scale, seed)
+    planted = _planted()
+    o_org, org_map = org_rows()
+    with contextlib.ExitStack() as stack:
+        pms = _Target(pms_url, pms_metadata(lowercase))
+        stack.callback(pms.dispose)
+        mkt = _Target(marketing_url, marketing_metadata(lowercase))
+        stack.callback(mkt.dispose)
+        pms.create()
+        mkt.create()
+        # Each block is written and let go before the next is drawn. Rows are computed in
+        # Python, so the same seed and scale give the same rows on every engine.
+        for pms_rows, mkt_rows in _blocks(scale, seed, planted):
+            pms.append(pms_rows)
+            pms_rows.clear()
+            mkt.append(mkt_rows)
+            del pms_rows, mkt_rows
+        pms.append(planted.pms | {"ST_PMS_YX_DW": org_map})
+        mkt.append(planted.mkt | {"O_ORG": o_org})
+        pms.finish()
+        mkt.finish()
+    return _manifest_frame(planted.manifest)
 
 
 def write_manifest_csv(manifest: pd.DataFrame, path: str | os.PathLike) -> None:
