@@ -58,6 +58,15 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class PlanConfig:
+    """[plan]: how `gridrecon plan` lays out corrections and where `plan apply` stages them."""
+
+    template: str = "sg186"  # built-in plan template name, or a resolved path to a template file
+    staging_url: URL | None = None  # the interface (staging) database; --target beats it
+    max_run_age_days: float = 3.0  # `plan apply` refuses a plan whose run started longer ago
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     timezone: ZoneInfo
@@ -70,6 +79,7 @@ class Config:
     rules: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
 
     def source(self, system: str) -> SourceConfig:
         return self.pms if system == "pms" else self.marketing
@@ -123,7 +133,17 @@ def resolve_path(text: str, base: Path) -> Path:
 
 
 _SOURCE_KEYS = {"url", "mapping", "schema", "chunk_size"}
-_TOP_KEYS = {"timezone", "pms", "marketing", "state", "report", "calendar", "rules", "schedule"}
+_TOP_KEYS = {
+    "timezone",
+    "pms",
+    "marketing",
+    "state",
+    "report",
+    "calendar",
+    "rules",
+    "schedule",
+    "plan",
+}
 
 
 def _parse_source(root: Section, system: str, default_mapping: str, base: Path) -> SourceConfig:
@@ -209,6 +229,25 @@ def _parse_schedule(root: Section, zone: ZoneInfo, base: Path) -> ScheduleConfig
     )
 
 
+def _parse_plan(root: Section, base: Path) -> PlanConfig:
+    section = root.section("plan", required=False)
+    if section is None:
+        return PlanConfig()
+    section.check_keys({"template", "staging_url", "max_run_age_days"})
+    template = section.string("template", default=PlanConfig.template)
+    if template.endswith(".toml") or "/" in template or os.sep in template:
+        template = str(resolve_path(template, base))
+    staging = section.string("staging_url")
+    age = section.number("max_run_age_days", PlanConfig.max_run_age_days)
+    if age <= 0:
+        raise section.fail(f"'plan.max_run_age_days' must be more than 0, got {age:g}")
+    return PlanConfig(
+        template=template,
+        staging_url=parse_url(staging, base, root.file, "plan.staging_url") if staging else None,
+        max_run_age_days=age,
+    )
+
+
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     base = path.resolve().parent
     root = Section(data, path, "")
@@ -259,4 +298,5 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         rules=rules.data if rules is not None else {},
         raw=data,
         schedule=_parse_schedule(root, zone, base),
+        plan=_parse_plan(root, base),
     )
