@@ -43,6 +43,9 @@ SCALES: dict[str, tuple[int, int, int]] = {
     "province": (1500, 25000, 500000),
     "national": (15000, 250000, 5000000),
 }
+# The background is drawn and written in blocks of at most these counts (a province's), so the
+# memory a scale needs is that of one block.
+BLOCK_SIZE: tuple[int, int, int] = SCALES["province"]
 DEFAULT_SEED = 20261120
 AS_OF = date(2026, 11, 20)
 
@@ -1392,13 +1395,13 @@ def _check(scale: str, seed: int) -> None:
 def _blocks(scale: str, seed: int, planted: _Planter) -> Iterator[tuple[dict, dict]]:
     """The background, one block at a time: (PMS columns per table, marketing columns per table).
 
-    A scale larger than a province is drawn as several province-sized blocks, so memory stays
-    that of one block whatever the scale. The first block is drawn from ``seed`` itself, block b
+    A scale larger than BLOCK_SIZE is drawn as several equal blocks, so memory stays that of one
+    block whatever the scale. The first block is drawn from ``seed`` itself, block b
     from (seed, b): a scale of one block (small, city, province) gives the rows it always gave,
     and the first block of ``national`` is the province's background.
     """
     totals = SCALES[scale]
-    n_blocks = max(math.ceil(n / size) for n, size in zip(totals, SCALES["province"]))
+    n_blocks = max(math.ceil(n / size) for n, size in zip(totals, BLOCK_SIZE))
     # The scale's counts are totals per system; planted rows come on top of a smaller background.
     n_planted = (
         len(planted.pms["T_SB_ZNYC_DZ"]),

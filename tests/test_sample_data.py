@@ -608,6 +608,25 @@ def test_planted_cases_are_the_same_at_city_scale(tmp_path):
     _assert_exactly_the_manifest(tables, manifest)
 
 
+def test_a_scale_drawn_in_several_blocks_is_clean_with_unique_ids_and_names(tmp_path, monkeypatch):
+    """national is ten province-sized blocks; the same path, shrunk: small's counts in 3 blocks."""
+    from gridrecon.sample_data import generator
+
+    monkeypatch.setitem(generator.SCALES, "three-blocks", SCALES["small"])
+    monkeypatch.setattr(generator, "BLOCK_SIZE", tuple(n // 3 for n in SCALES["small"]))
+    manifest = write_sqlite_pair(tmp_path, scale="three-blocks")
+    tables = _read_pair(_sqlite(tmp_path / "pms.sqlite"), _sqlite(tmp_path / "marketing.sqlite"))
+    n_sub, n_line, _ = SCALES["small"]
+    assert len(tables["T_SB_ZNYC_DZ"]) == n_sub
+    assert len(tables["T_SB_ZWYC_XL"]) == n_line
+    _assert_exactly_the_manifest(tables, manifest)
+    # Later blocks continue the id sequences and the numbering of names within each org.
+    for table, name in (("G_SUBS", "SUBS_NAME"), ("G_LINE", "LINE_NAME"), ("G_TG", "TG_NAME")):
+        t = tables[table]
+        background = t[(t.iloc[:, 0] < 9_000_000_000) & (t.get("PUB_PRIV_FLAG", "01") == "01")]
+        assert not background.duplicated(["ORG_NO", name]).any(), table
+
+
 def test_the_documented_name_normalisation_case_is_in_the_data(small):
     t = small[2]
     assert "城东小区３#公变 " in set(t["G_TRAN"]["TRAN_NAME"])
