@@ -431,3 +431,60 @@ def test_sqlite_changes_sql_runs_in_the_sqlite3_client(tmp_path: Path) -> None:
             for t in STAGING_TABLES.values()
         )
     assert count == 9
+
+
+@pytest.mark.postgres
+def test_an_existing_lower_case_staging_table_is_used_and_no_password_is_shown(
+    tmp_path: Path,
+) -> None:
+    """An interface table created lower-case by a DBA is found in the catalogue and written with
+    its own spelling; the password in the URLs appears in no output, plan file or audit row."""
+    from gridrecon.plans.staging import staging_columns
+    from gridrecon.plans.template import load_template
+
+    secret = "pw-s3cret-9f2"
+    with _scratch(PG_URL) as pms, _scratch(PG_URL) as marketing, _scratch(PG_URL) as staging:
+        generate(pms, marketing, "small")
+        engine = sa.create_engine(staging)
+        sheet = load_template("sg186").sheets["line"]
+        sa.Table(
+            "gr_stage_line",
+            sa.MetaData(),
+            *(sa.Column(n.lower(), t, primary_key=pk) for n, t, pk in staging_columns(sheet)),
+        ).create(engine)
+        engine.dispose()
+
+        def with_password(url: str) -> str:
+            return sa.make_url(url).set(password=secret).render_as_string(hide_password=False)
+
+        config = write_config(tmp_path, with_password(pms), with_password(marketing))
+        outputs = [gridrecon(config, "run", "--as-of", AS_OF)]
+        outputs.append(gridrecon(config, "plan", "--out", str(tmp_path / "plan")))
+        target = with_password(staging)
+        for _ in range(2):
+            result = run_cli("plan", "apply", str(tmp_path / "plan"), "--target", target, "--apply", "--config", str(config))  # fmt: skip
+            assert result.code == 0, result.stderr
+            outputs += [result.stdout, result.stderr]
+        refused = run_cli("plan", "apply", str(tmp_path / "plan"), "--target", with_password(marketing), "--config", str(config))  # fmt: skip
+        assert refused.code == 2 and "***" in refused.stderr
+        outputs += [refused.stdout, refused.stderr]
+
+        engine = sa.create_engine(staging)
+        try:
+            with engine.connect() as connection:
+                names = sa.inspect(connection).get_table_names()
+                line = sa.Table("gr_stage_line", sa.MetaData(), autoload_with=connection)
+                staged = connection.execute(sa.select(line.c.finding_id, line.c.op)).all()
+                audit = sa.Table("GR_PLAN_APPLY", sa.MetaData(), autoload_with=connection)
+                details = connection.execute(sa.select(audit.c.DETAIL)).scalars().all()
+        finally:
+            engine.dispose()
+    assert sorted(names) == ["GR_PLAN_APPLY", "GR_STAGE_SUBS", "GR_STAGE_TRAN", "gr_stage_line"]
+    assert sorted(op for _, op in staged) == ["INSERT", "UPDATE"]
+    assert len(details) == 2
+    files = [p.read_bytes() for p in (tmp_path / "plan").iterdir()]
+    files += [p.read_bytes() for p in (tmp_path / "reports").rglob("*") if p.is_file()]
+    assert all(secret.encode() not in data for data in files)
+    assert all(secret not in text for text in outputs + details)
+    plan = json.loads((tmp_path / "plan" / "plan.json").read_text("utf-8"))
+    assert plan["sources"]["pms"].endswith(f":***@127.0.0.1:5432/{sa.make_url(pms).database}")
