@@ -112,14 +112,24 @@ def _summarise(read: SourceRead, seconds: float) -> SourceSummary:
 
 def pull(config: Config, progress: Progress | None = None) -> Pulled:
     """Read both systems into canonical records (and the org tree, for reports)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .checks.validity import prepare_in_background
+
+    prepare_in_background()  # Great Expectations loads while the databases deliver
     sources = open_sources(config)
+
+    def read(system: str) -> tuple[SourceRead, SourceSummary]:
+        began = time.monotonic()
+        read = read_source(sources[system], sources, config.timezone, ASSET_TYPES, progress)
+        return read, _summarise(read, time.monotonic() - began)
+
     try:
-        reads: dict[str, SourceRead] = {}
-        summaries: dict[str, SourceSummary] = {}
-        for system, source in sources.items():
-            began = time.monotonic()
-            reads[system] = read_source(source, sources, config.timezone, ASSET_TYPES, progress)
-            summaries[system] = _summarise(reads[system], time.monotonic() - began)
+        # Both systems at once: each waits mostly on its own database server.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridrecon-read") as pool:
+            done = dict(zip(sources, pool.map(read, sources)))
+        reads = {system: pair[0] for system, pair in done.items()}
+        summaries = {system: pair[1] for system, pair in done.items()}
         orgs = load_org_tree(sources["marketing"])
         if orgs.empty:
             orgs = load_org_tree(sources["pms"])

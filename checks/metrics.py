@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 
 from ..connectors.normalize import local_day, lookup
@@ -57,18 +58,26 @@ def compute_metrics(
     parents = parents or {}
     start = period_start(as_of, period)
     mismatched = findings.loc[findings["rule_id"] == "ATTR_MISMATCH", ["pms_id", "marketing_id"]]
-    mismatched_keys = set(zip(mismatched["pms_id"], mismatched["marketing_id"], strict=True))
+    mismatched_keys = set(zip(mismatched["pms_id"], mismatched["marketing_id"]))
     rows = []
     for asset_type, match in matches.items():
-        pms = match.pms[~match.pms["duplicate_id"] & (match.pms["status"] == "in_service")].copy()
+        in_service = ~match.pms["duplicate_id"] & (match.pms["status"] == "in_service")
+        pms = match.pms.loc[
+            in_service, ["source_id", "org_code", "linked", "commissioned_on", "recorded_at"]
+        ]
         pms["org"] = pms["org_code"].fillna("?")
 
-        pairs = match.pairs.copy()
-        pairs["org"] = pairs["org_code_pms"].fillna("?")
-        pairs["consistent"] = [
-            (p, m) not in mismatched_keys
-            for p, m in zip(pairs["source_id_pms"], pairs["source_id_mkt"], strict=True)
+        pairs = pd.DataFrame({"org": match.pairs["org_code_pms"].fillna("?")})
+        # few pairs mismatch: test the exact (pms, marketing) key only where the PMS id is one
+        suspect = match.pairs["source_id_pms"].isin(mismatched["pms_id"].unique())
+        consistent = np.ones(len(pairs), dtype=bool)
+        consistent[suspect.to_numpy()] = [
+            key not in mismatched_keys
+            for key in zip(
+                match.pairs.loc[suspect, "source_id_pms"], match.pairs.loc[suspect, "source_id_mkt"]
+            )
         ]
+        pairs["consistent"] = consistent
 
         due = deadlines.get(asset_type, pd.Series(dtype="datetime64[us]"))
         judged = pms.loc[pms.index.intersection(due.index)].copy()

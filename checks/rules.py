@@ -281,7 +281,11 @@ class Judge:
     def _candidates(self, unlinked: pd.DataFrame, pms: pd.DataFrame) -> pd.Series:
         """Most likely PMS records for each unlinked one: same org and voltage, closest name."""
         limit = self.settings.unlinked_candidates
-        pool = pms[~pms["duplicate_id"] & pms["org_code"].notna() & pms["name_key"].notna()]
+        pool = pms[
+            ~pms["duplicate_id"]
+            & pms["org_code"].isin(unlinked["org_code"].dropna().unique())
+            & pms["name_key"].notna()
+        ]
         groups = {key: group for key, group in pool.groupby(["org_code", "voltage_kv"])}
         details = []
         for org, voltage, key in zip(

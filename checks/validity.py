@@ -242,6 +242,21 @@ def _gx() -> _Gx:
     return _state
 
 
+def prepare_in_background() -> None:
+    """Start loading Great Expectations (seconds of imports) on a thread of its own, so that
+    it overlaps with work that waits on something else, such as reading the sources."""
+
+    def prepare() -> None:
+        with _lock:
+            try:
+                _gx()
+            except Exception:  # the validation that needs it will raise it properly
+                pass
+
+    if _state is None:
+        threading.Thread(target=prepare, name="gridrecon-gx-import", daemon=True).start()
+
+
 def _suite(state: _Gx, asset_type: str, checks: tuple[_Check, ...]) -> Any:
     key = (asset_type, tuple(c.name for c in checks))
     if key not in _suites:

@@ -83,7 +83,28 @@ def normalize_ids(values: pd.Series) -> pd.Series:
     """Keys as text. A null, empty or blank key is null: for pms_id that means 'no link'."""
     if values.dtype.kind in "iu":
         return values.astype("str")
-    return values.map(_id_text, na_action="ignore").astype("str")
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind == "string":  # the common case, done by vectorised string methods
+        text = values.astype("str").str.strip()  # CHAR columns arrive blank-padded
+        return text.where(text.str.len() > 0)
+    if kind == "integer":
+        present = values.notna()
+        text = pd.Series(np.nan, index=values.index, dtype="str")
+        text[present] = values[present].astype("int64").astype("str")
+        return text
+    return _map_distinct(values, _id_text).astype("str")
+
+
+def _map_distinct(values: pd.Series, function: Any) -> pd.Series:
+    """function(value) for every non-null value, computed once per distinct value.
+
+    Code columns hold a handful of distinct values over hundreds of thousands of rows.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if len(uniques) == 0:
+        return pd.Series(None, index=values.index, dtype=object)
+    mapped = np.array([function(u) for u in uniques] + [None], dtype=object)
+    return pd.Series(mapped[codes], index=values.index, dtype=object)
 
 
 def normalize_codes(values: pd.Series) -> pd.Series:
@@ -94,14 +115,15 @@ def normalize_codes(values: pd.Series) -> pd.Series:
 def name_key(names: pd.Series) -> pd.Series:
     """The comparison key of SPEC §4: NFKC, no whitespace, case-folded, 号 ≡ #."""
 
-    def key(name: Any) -> Any:
-        if name is None or not isinstance(name, str):
-            return None
-        folded = unicodedata.normalize("NFKC", name)
-        folded = "".join(ch for ch in folded if not ch.isspace()).casefold()
-        return folded.replace("号", "#")
-
-    return names.map(key, na_action="ignore").astype("str")
+    normalize = unicodedata.normalize
+    # str.split() without arguments splits on exactly the characters str.isspace() knows
+    keys = [
+        "".join(normalize("NFKC", name).split()).casefold().replace("号", "#")
+        if isinstance(name, str)
+        else None
+        for name in names.to_numpy(dtype=object, na_value=None)
+    ]
+    return pd.Series(keys, index=names.index, dtype="str")
 
 
 def clean_text(values: pd.Series) -> pd.Series:
@@ -167,8 +189,7 @@ def redecode(values: pd.Series, encoding: str) -> pd.Series:
 
 
 def decode_codes(values: pd.Series, code_list: dict[str, Any]) -> pd.Series:
-    keys = normalize_codes(values)
-    return keys.map(code_list)
+    return _map_distinct(values, lambda value: code_list.get(_id_text(value)))
 
 
 def to_number(values: pd.Series, scale: float | None) -> pd.Series:
@@ -211,7 +232,9 @@ def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
     Series.map(Series) converts an empty mapper to float64, which breaks on datetimes and
     strings; reindexing does not. `table` must have a unique index.
     """
-    return pd.Series(table.reindex(keys.to_numpy()).to_numpy(), index=keys.index, dtype=table.dtype)
+    found = table.reindex(keys.to_numpy())
+    found.index = keys.index
+    return found.astype(table.dtype)
 
 
 def local_day(stamps: pd.Series) -> pd.Series:
@@ -268,7 +291,7 @@ def normalize_chunk(
         out[field_name] = decoded
         # keep the raw value only where decoding failed: it names the bad value in a finding
         failed = decoded.isna() & raw[field_name].notna()
-        out[f"raw_{field_name}"] = _raw_text(raw[field_name]).where(failed, None)
+        out[f"raw_{field_name}"] = _raw_text(raw[field_name][failed]).reindex(raw.index)
     for field_name in ("recorded_at", "updated_at"):
         spec = table.field(field_name)
         if spec is None:

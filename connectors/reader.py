@@ -8,8 +8,9 @@ tables. Only SELECTs are issued, on a session the database itself holds read-onl
 from __future__ import annotations
 
 import csv
+import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,13 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..core.errors import MappingError, SourceError
+from .dialects import failure_kind
+from .fetch import fetcher
 from .mapping import ASSET_TYPES, AssetMapping, Hop, Mapping, OrgMapSpec, OrgTreeSpec, TableSpec
 from .normalize import clean_text, empty_frame, lookup, normalize_chunk, normalize_ids
 from .source import Problem, ResolvedTable, Source, raise_problems
+
+log = logging.getLogger("gridrecon")
 
 
 @dataclass
@@ -147,16 +152,68 @@ def select_rows(
     return statement, table
 
 
-def stream(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
-    """Run a SELECT and yield DataFrames of at most chunk_size rows."""
-    with source.connect() as connection:
-        result = connection.execution_options(
-            stream_results=True, yield_per=source.config.chunk_size
-        ).execute(statement)
-        keys = list(result.keys())
-        for partition in result.partitions():
-            source.rows_fetched += len(partition)
-            yield pd.DataFrame.from_records(partition, columns=keys, coerce_float=False)
+def read_statement(
+    source: Source,
+    table: str,
+    statement: sa.Select,
+    bulk: bool = False,
+    convert: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> list[pd.DataFrame]:
+    """Every chunk one statement returns (each passed through `convert` as it arrives).
+
+    A connection that drops under the statement (a server restart, a failover, a killed session)
+    is retried from the start, `retries` times with a doubling delay; a statement the server
+    cancels for running past `statement_timeout` is not. Either way a failure is a SourceError
+    naming the system and the table, with the URL masked.
+    """
+    config = source.config
+    for attempt in range(config.retries + 1):
+        chunks: list[pd.DataFrame] = []
+        try:
+            for raw in fetcher(source, bulk)(source, statement):
+                chunks.append(convert(raw) if convert is not None else raw)
+            return chunks
+        except SourceError as exc:
+            driver_error = getattr(exc, "driver_error", None)
+            if driver_error is None and attempt == 0:
+                raise  # unreachable at the start: nothing to retry
+            kind = failure_kind(driver_error) if driver_error is not None else "dropped"
+            message = str(exc)
+        except (MappingError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a fast path's own driver error
+            kind = failure_kind(exc)
+            message = (
+                f"reading the {source.system} database {source.display_url} failed: "
+                f"{source.scrub(exc)}"
+            )
+        where = f"{source.system}: table {table}"
+        if kind == "timeout":
+            raise SourceError(
+                f"{where}: the query ran longer than [{source.system}] statement_timeout = "
+                f"{config.statement_timeout} s and the server cancelled it; raise the timeout, "
+                "or find what blocks the table (locks, a missing index on a view)"
+            ) from None
+        if kind != "dropped":
+            raise SourceError(f"{where}: {message}") from None
+        if attempt == config.retries:
+            raise SourceError(
+                f"{where}: the connection dropped {attempt + 1} times while reading it "
+                f"({message}); gave up after [{source.system}] retries = {config.retries}"
+            ) from None
+        delay = config.retry_delay * 2**attempt
+        log.warning(
+            "%s: connection dropped while reading %s (%s); retry %d of %d in %.1f s",
+            source.system,
+            table,
+            message,
+            attempt + 1,
+            config.retries,
+            delay,
+        )
+        source.dispose()  # the pool's connections may all be dead
+        time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def _table_statement(
@@ -190,10 +247,15 @@ def read_relation(
     statement, _ = select_rows(
         source, resolved, [(hop.from_column, "key"), (hop.to_column, "value")], where
     )
-    parts = [
-        pd.DataFrame({"key": normalize_ids(c["key"]), "value": normalize_ids(c["value"])})
-        for c in stream(source, statement)
-    ]
+    parts = read_statement(
+        source,
+        hop.table,
+        statement,
+        bulk=keys is None,
+        convert=lambda c: pd.DataFrame(
+            {"key": normalize_ids(c["key"]), "value": normalize_ids(c["value"])}
+        ),
+    )
     pairs = pd.concat(parts) if parts else pd.DataFrame({"key": [], "value": []}, dtype="str")
     pairs = pairs.dropna().sort_values(["key", "value"]).drop_duplicates("key")
     return pairs.set_index("key")["value"]
@@ -250,19 +312,28 @@ def read_asset(
     asset = mapping.assets[asset_type]
     chunks: list[pd.DataFrame] = []
     rows_by_table: dict[str, int] = {}
+    read_so_far = 0
+
+    def normalized(raw: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+        nonlocal read_so_far
+        read_so_far += len(raw)
+        if progress is not None:
+            progress(source.system, asset_type, read_so_far)
+        return normalize_chunk(source.system, raw, spec, asset, mapping.codes, org_map, zone)
+
     for spec in asset.tables:
         statement = _table_statement(source, resolver, spec, selection, org_map)
         if statement is None:
             continue
-        count = 0
-        for raw in stream(source, statement):
-            count += len(raw)
-            chunks.append(
-                normalize_chunk(source.system, raw, spec, asset, mapping.codes, org_map, zone)
-            )
-            if progress is not None:
-                progress(source.system, asset_type, sum(rows_by_table.values()) + count)
-        rows_by_table[spec.table] = count
+        table_chunks = read_statement(
+            source,
+            spec.table,
+            statement,
+            bulk=selection is None,
+            convert=lambda raw, spec=spec: normalized(raw, spec),
+        )
+        chunks.extend(table_chunks)
+        rows_by_table[spec.table] = sum(len(chunk) for chunk in table_chunks)
     records = pd.concat(chunks, ignore_index=True) if chunks else empty_frame(zone)
     for hop in asset.hops:
         # a slice follows only its own records' relations; a pull reads the whole relation
@@ -296,7 +367,7 @@ def load_org_map(mapping: Mapping, sources: dict[str, Source]) -> dict[str, str]
         source, resolved, [(spec.key, "key"), (spec.value, "value")], spec.where
     )
     lookup: dict[str, str] = {}
-    for chunk in stream(source, statement):
+    for chunk in read_statement(source, spec.table, statement):
         keys, values = normalize_ids(chunk["key"]), normalize_ids(chunk["value"])
         lookup.update(
             (k, v) for k, v in zip(keys, values, strict=True) if pd.notna(k) and pd.notna(v)
@@ -319,7 +390,9 @@ def load_org_tree(source: Source) -> pd.DataFrame:
     labelled = [(spec.code, "org_code"), (spec.name, "org_name")]
     if spec.parent:
         labelled.append((spec.parent, "parent_code"))
-    parts = list(stream(source, select_rows(source, resolved, labelled, spec.where)[0]))
+    parts = read_statement(
+        source, spec.table, select_rows(source, resolved, labelled, spec.where)[0]
+    )
     tree = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ORG_TREE_COLUMNS)
     tree["org_code"] = normalize_ids(tree["org_code"])
     tree["org_name"] = clean_text(tree["org_name"])

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -74,9 +75,11 @@ class Source:
                 ) from None
             except (SQLAlchemyError, ValueError, TypeError) as exc:
                 raise SourceError(
-                    f"{self.system}: cannot use {self.display_url}: {self._scrub(exc)}"
+                    f"{self.system}: cannot use {self.display_url}: {self.scrub(exc)}"
                 ) from None
-            sa.event.listen(engine, "connect", session_setup(engine.dialect.name))
+            sa.event.listen(
+                engine, "connect", session_setup(engine.dialect, self.config.statement_timeout)
+            )
             self._engine = engine
         return self._engine
 
@@ -87,15 +90,17 @@ class Source:
         except SQLAlchemyError as exc:
             raise SourceError(
                 f"cannot connect to the {self.system} database {self.display_url}: "
-                f"{self._scrub(exc)}. Check the [{self.system}] url in the config and that the "
+                f"{self.scrub(exc)}. Check the [{self.system}] url in the config and that the "
                 "server is running"
             ) from None
         try:
             yield connection
         except DBAPIError as exc:
-            raise SourceError(
-                f"reading the {self.system} database {self.display_url} failed: {self._scrub(exc)}"
-            ) from None
+            error = SourceError(
+                f"reading the {self.system} database {self.display_url} failed: {self.scrub(exc)}"
+            )
+            error.driver_error = exc.orig  # for the reader: retry a dropped connection?
+            raise error from None
         finally:
             connection.close()
 
@@ -103,13 +108,14 @@ class Source:
         if self._engine is not None:
             self._engine.dispose()
 
-    def _scrub(self, exc: BaseException) -> str:
+    def scrub(self, exc: BaseException) -> str:
         """The driver's own first line, with the password (if any) removed."""
         orig = getattr(exc, "orig", None) or exc
         text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         password = self.config.url.password
         if password:
             text = text.replace(str(password), "***")
+            text = text.replace(quote(str(password), safe=""), "***")  # as spelled in a URL
         return text
 
     # -- catalogue -----------------------------------------------------------------------
@@ -146,7 +152,7 @@ class Source:
                 except SQLAlchemyError as exc:
                     raise SourceError(
                         f"cannot list the tables of the {self.system} database "
-                        f"{self.display_url}{self._schema_text()}: {self._scrub(exc)}"
+                        f"{self.display_url}{self._schema_text()}: {self.scrub(exc)}"
                     ) from None
             self._tables = {}
             for name in names:

@@ -23,6 +23,8 @@ from .toml_section import Section, read_toml
 CONFIG_ENV_VAR = "GRIDRECON_CONFIG"
 DEFAULT_CONFIG_NAME = "gridrecon.toml"
 DEFAULT_CHUNK_SIZE = 50_000
+DEFAULT_STATEMENT_TIMEOUT = 1800
+READERS = ("auto", "generic")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class SourceConfig:
     mapping: str  # built-in mapping name, or a resolved path to a mapping file
     schema: str | None = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    reader: str = "auto"  # "auto": the engine's fast path where there is one; "generic": SQLAlchemy
+    statement_timeout: int = DEFAULT_STATEMENT_TIMEOUT  # seconds per statement; 0 = none
+    retries: int = 3  # further attempts when the connection drops
+    retry_delay: float = 2.0  # seconds before the first retry, doubling with each
 
 
 _SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -132,7 +138,16 @@ def resolve_path(text: str, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
-_SOURCE_KEYS = {"url", "mapping", "schema", "chunk_size"}
+_SOURCE_KEYS = {
+    "url",
+    "mapping",
+    "schema",
+    "chunk_size",
+    "reader",
+    "statement_timeout",
+    "retries",
+    "retry_delay",
+}
 _TOP_KEYS = {
     "timezone",
     "pms",
@@ -160,7 +175,32 @@ def _parse_source(root: Section, system: str, default_mapping: str, base: Path) 
         mapping=mapping,
         schema=section.string("schema"),
         chunk_size=section.integer("chunk_size", DEFAULT_CHUNK_SIZE, minimum=100),
+        reader=_choice(section, "reader", READERS),
+        statement_timeout=section.integer(
+            "statement_timeout", DEFAULT_STATEMENT_TIMEOUT, minimum=0, maximum=7 * 86_400
+        ),
+        retries=section.integer("retries", 3, minimum=0, maximum=20),
+        retry_delay=_bounded(section, "retry_delay", 2.0, 0.0, 600.0),
     )
+
+
+def _choice(section: Section, key: str, choices: tuple[str, ...]) -> str:
+    value = section.string(key, default=choices[0])
+    if value not in choices:
+        raise section.fail(
+            f"'{section.key_name(key)}' must be one of {', '.join(choices)}, got '{value}'"
+        )
+    return value
+
+
+def _bounded(section: Section, key: str, default: float, low: float, high: float) -> float:
+    value = section.number(key, default)
+    if not low <= value <= high:
+        raise section.fail(
+            f"'{section.key_name(key)}' must be at least {low:g} and at most {high:g}, "
+            f"got {value:g}"
+        )
+    return value
 
 
 _SCHEDULE_KEYS = {

@@ -60,8 +60,8 @@ def match_asset(
     pms_parents: pd.DataFrame | None = None,
     marketing_parents: pd.DataFrame | None = None,
 ) -> AssetMatch:
-    pms = pms.copy()
-    marketing = marketing.copy()
+    pms = pms.copy(deep=False)  # new columns only: the caller's frames stay as they were
+    marketing = marketing.copy(deep=False)
     pms["duplicate_id"] = _duplicated_ids(pms["source_id"])
     marketing["duplicate_id"] = _duplicated_ids(marketing["source_id"])
 

@@ -1,0 +1,214 @@
+"""How rows travel from a database into frames.
+
+Every engine SQLAlchemy knows is read by the generic path: the statement streamed through a
+SQLAlchemy connection in chunks. For the engines a province runs on there are faster paths, chosen
+by dialect name in FAST_PATHS; `reader = "generic"` in a source's config turns them off. Every
+path yields the same raw values (the tests compare the canonical records of both), so the one
+normalisation step after it does not care which path a chunk came by.
+
+Measured on a province (PMS on PostgreSQL, marketing on MariaDB; bench/bench_province.py): the
+SQLAlchemy Row layer and PyMySQL's pure-Python protocol are what the generic path spends its time
+in; the fast paths skip both.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from .source import Source
+
+log = logging.getLogger("gridrecon")
+
+
+def frame_from_rows(rows: list[Any], keys: list[str]) -> pd.DataFrame:
+    """Rows (tuples or SQLAlchemy Rows) as a frame of Python values, built column by column.
+
+    Columns stay `object`: the normalisation step decides types, the same for every path.
+    """
+    columns = list(zip(*rows)) if rows else [()] * len(keys)
+    return pd.DataFrame(
+        {key: pd.Series(column, dtype=object) for key, column in zip(keys, columns)},
+        columns=keys,
+    )
+
+
+def generic(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
+    """Any engine: stream the statement through SQLAlchemy, chunk_size rows at a time."""
+    with source.connect() as connection:
+        result = connection.execution_options(
+            stream_results=True, yield_per=source.config.chunk_size
+        ).execute(statement)
+        keys = list(result.keys())
+        for partition in result.partitions():
+            source.rows_fetched += len(partition)
+            yield frame_from_rows(partition, keys)
+
+
+def postgresql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
+    """PostgreSQL: a server-side cursor on the raw psycopg connection.
+
+    psycopg's C loaders turn the wire format into Python values; nothing else runs per row.
+    (COPY ... TO STDOUT was measured too: its binary row parser was slower than the cursor, and
+    its CSV form cannot tell a NULL from an empty string.)
+    """
+    compiled = statement.compile(
+        dialect=source.engine.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    with source.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        with raw.cursor(name="gridrecon_read") as cursor:
+            cursor.itersize = source.config.chunk_size
+            cursor.execute(compiled.string, compiled.params)
+            keys = [column.name for column in cursor.description]
+            while rows := cursor.fetchmany(source.config.chunk_size):
+                source.rows_fetched += len(rows)
+                yield frame_from_rows(rows, keys)
+        raw.rollback()  # end the read transaction the cursor opened
+
+
+def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
+    """MySQL and MariaDB: connectorx reads the whole result in Rust, straight into arrays.
+
+    Dates and times travel as text: connectorx cannot represent MariaDB's zero dates
+    (0000-00-00), which the normalisation step must see, as the generic path shows them.
+    Numbers arrive as numbers and text as text, as PyMySQL delivers them.
+    """
+    import connectorx
+
+    text_dates = statement.with_only_columns(
+        *(_temporal_as_text(source, column) for column in statement.selected_columns),
+        maintain_column_froms=True,
+    )
+    sql = str(
+        text_dates.compile(dialect=source.engine.dialect, compile_kwargs={"literal_binds": True})
+    )
+    # connectorx wraps the query in its own SELECTs, so a per-statement timeout cannot be
+    # written into it; a watchdog cancels it on the server instead, found by a marker comment.
+    marker = f"gridrecon:{secrets.token_hex(8)}"
+    sql = sql.replace("SELECT", f"SELECT /* {marker} */", 1)
+    watchdog = _Watchdog(source, marker)
+    try:
+        with warnings.catch_warnings():  # connectorx 0.4 uses a pandas internal pandas 3 deprecates
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message="make_block is deprecated")
+            frame = connectorx.read_sql(
+                connectorx_url(source.config.url), sql, return_type="pandas"
+            )
+    except BaseException as exc:
+        if watchdog.fired:
+            raise StatementTimeout(f"statement timeout: {exc}") from None
+        if type(exc).__name__ == "PanicException":  # a value connectorx cannot represent
+            log.warning("%s: the fast reader failed (%s); reading generically", source.system, exc)
+            yield from generic(source, statement)
+            return
+        raise
+    finally:
+        watchdog.cancel()
+    source.rows_fetched += len(frame)
+    yield _as_python_values(frame)
+
+
+class StatementTimeout(Exception):
+    """The server cancelled a statement that ran past the source's statement_timeout."""
+
+
+class _Watchdog:
+    """After statement_timeout seconds, KILL QUERY the statement carrying `marker`.
+
+    A session may see and cancel its own user's statements without extra privileges.
+    """
+
+    def __init__(self, source: Source, marker: str):
+        self.fired = False
+        self._source = source
+        self._marker = marker
+        self._timer: threading.Timer | None = None
+        if source.config.statement_timeout:
+            self._timer = threading.Timer(source.config.statement_timeout, self._cancel_query)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _cancel_query(self) -> None:
+        self.fired = True
+        try:
+            with self._source.engine.connect() as connection:
+                ids = connection.exec_driver_sql(
+                    "SELECT ID FROM information_schema.PROCESSLIST "
+                    "WHERE INFO LIKE %s AND ID <> CONNECTION_ID()",
+                    (f"%{self._marker}%",),
+                ).scalars()
+                for thread_id in ids:
+                    connection.exec_driver_sql(f"KILL QUERY {int(thread_id)}")
+        except Exception as exc:  # the read itself reports what went wrong
+            log.warning("%s: could not cancel a slow query: %s", self._source.system, exc)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _temporal_as_text(source: Source, column: Any) -> Any:
+    element = getattr(column, "element", column)
+    table = getattr(element, "table", None)
+    if table is None:
+        return column
+    column_type = source.column_type(table.name, element.name)
+    if isinstance(column_type, (sa.Date, sa.DateTime, sa.Time)):
+        return sa.cast(element, sa.String).label(column.name)
+    return column
+
+
+def _as_python_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """connectorx's typed columns as the Python values the generic path would give."""
+    out = pd.DataFrame(index=frame.index)
+    for name, values in frame.items():
+        if values.dtype.kind in "iub" or isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+            out[name] = pd.Series(values.astype(object).where(values.notna(), None), dtype=object)
+        else:
+            out[name] = values.astype(object).where(values.notna(), None)
+    return out
+
+
+def connectorx_url(url: sa.URL) -> str:
+    """The source URL as connectorx spells it: mysql://user:password@host:port/database."""
+    return url.set(drivername="mysql", query={}).render_as_string(hide_password=False)
+
+
+def _mysql_usable(source: Source) -> bool:
+    """connectorx is an optional speed-up: used when installed and the URL needs nothing more
+    than host, port, user, password and database (socket paths, TLS options and the like go
+    the generic way)."""
+    try:
+        import connectorx  # noqa: F401
+    except ImportError:
+        return False
+    url = source.config.url
+    return bool(url.host) and set(url.query) <= {"charset"}
+
+
+Fetcher = Callable[["Source", sa.Select], Iterator[pd.DataFrame]]
+# dialect name -> (fast path, whether it can serve this source)
+FAST_PATHS: dict[str, tuple[Fetcher, Callable[[Source], bool]]] = {
+    "postgresql": (postgresql, lambda source: source.engine.driver == "psycopg"),
+    "mysql": (mysql, _mysql_usable),
+    "mariadb": (mysql, _mysql_usable),
+}
+
+
+def fetcher(source: Source, bulk: bool) -> Fetcher:
+    """The path a statement of this source takes. Slices (`bulk` false) always go generic: a
+    key lookup is a few rows, and its bound values stay bound."""
+    if bulk and source.config.reader == "auto":
+        fast = FAST_PATHS.get(source.engine.dialect.name)
+        if fast is not None and fast[1](source):
+            return fast[0]
+    return generic
