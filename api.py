@@ -23,10 +23,19 @@ from .checks.metrics import compute_metrics
 from .checks.result import RunResult, SourceSummary
 from .checks.rules import Judge
 from .checks.settings import RuleSettings
-from .connectors.mapping import ASSET_TYPES, Mapping
-from .connectors.reader import Progress, SourceRead, load_org_tree, open_sources, read_source
+from .connectors.mapping import ASSET_TYPES, SYSTEMS, Mapping
+from .connectors.reader import (
+    Progress,
+    SourceRead,
+    load_org_tree,
+    open_sources,
+    read_source,
+    read_source_changes,
+)
 from .core.config import Config, display_url
 from .core.errors import GridreconError
+from .sync import incremental
+from .sync.incremental import remember_validity
 from .sync.matching import match_all
 
 log = logging.getLogger("gridrecon")
@@ -89,6 +98,8 @@ class Pulled:
     summaries: dict[str, SourceSummary]
     mappings: dict[str, Mapping]
     orgs: pd.DataFrame
+    # incremental runs: which records were read tonight, per (system, asset type)
+    fresh: dict[tuple[str, str], pd.Series] | None = None
 
 
 def _summarise(read: SourceRead, seconds: float) -> SourceSummary:
@@ -110,8 +121,12 @@ def _summarise(read: SourceRead, seconds: float) -> SourceSummary:
     )
 
 
-def pull(config: Config, progress: Progress | None = None) -> Pulled:
-    """Read both systems into canonical records (and the org tree, for reports)."""
+def pull(config: Config, progress: Progress | None = None, plan: Any = None) -> Pulled:
+    """Read both systems into canonical records (and the org tree, for reports).
+
+    With an incremental read plan (sync/incremental.py), only the rows changed since the plan's
+    watermark are read, on top of the snapshot's records.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     from .checks.validity import prepare_in_background
@@ -119,9 +134,21 @@ def pull(config: Config, progress: Progress | None = None) -> Pulled:
     prepare_in_background()  # Great Expectations loads while the databases deliver
     sources = open_sources(config)
 
+    fresh: dict[tuple[str, str], pd.Series] = {}
+
     def read(system: str) -> tuple[SourceRead, SourceSummary]:
         began = time.monotonic()
-        read = read_source(sources[system], sources, config.timezone, ASSET_TYPES, progress)
+        if plan is not None and plan.mode == "incremental":
+            read, fresh_of = read_source_changes(
+                sources[system],
+                sources,
+                config.timezone,
+                plan.snapshot.records[system],
+                plan.since,
+            )
+            fresh.update({(system, t): mask for t, mask in fresh_of.items()})
+        else:
+            read = read_source(sources[system], sources, config.timezone, ASSET_TYPES, progress)
         return read, _summarise(read, time.monotonic() - began)
 
     try:
@@ -137,7 +164,7 @@ def pull(config: Config, progress: Progress | None = None) -> Pulled:
         for source in sources.values():
             source.dispose()
     mappings = {system: source.mapping for system, source in sources.items()}
-    return Pulled(reads=reads, summaries=summaries, mappings=mappings, orgs=orgs)
+    return Pulled(reads, summaries, mappings, orgs, fresh or None)
 
 
 def conclude(
@@ -148,13 +175,22 @@ def conclude(
     as_of: dt.date,
     started_at: dt.datetime,
     fail_on: str | None,
+    memory: dict[tuple[str, str], Any] | None = None,
+    remember: dict[tuple[str, str], Any] | None = None,
 ) -> RunResult:
-    """Match, judge and measure what was pulled. Findings come out as `new`."""
+    """Match, judge and measure what was pulled. Findings come out as `new`.
+
+    memory: an earlier run's validity results (incremental runs validate only fresh records);
+    remember: a dict to receive this run's, for the next run's snapshot.
+    """
     matches = match_all(
         {t: pulled.reads["pms"].records(t) for t in ASSET_TYPES},
         {t: pulled.reads["marketing"].records(t) for t in ASSET_TYPES},
     )
-    judgement = Judge(pulled.mappings, calendar, settings, as_of).judge(matches)
+    judge = Judge(pulled.mappings, calendar, settings, as_of, memory, pulled.fresh)
+    judgement = judge.judge(matches)
+    if remember is not None:  # for the next incremental run's snapshot
+        remember.update(remember_validity(judge.judged, judgement.invalid))
     findings = judgement.findings
     seen = started_at.isoformat(timespec="seconds")
     findings["first_seen"] = seen
@@ -196,6 +232,7 @@ def run(
     as_of: dt.date | None = None,
     fail_on: str | None = None,
     progress: Progress | None = None,
+    full: bool = False,
 ) -> tuple[RunResult, Path]:
     """One whole reconciliation (SPEC §8), remembered in the state store.
 
@@ -223,7 +260,24 @@ def run(
                 extra={"event": "run_started", "run_id": run_id, "as_of": as_of.isoformat()},
             )
             previous = store.previous_completed(connection)
-            pulled = pull(config, progress)
+            fingerprint = config_fingerprint(config, settings, _mappings(config))
+            plan = incremental.plan_read(
+                config.incremental.enabled,
+                config.snapshot_dir,
+                fingerprint,
+                started_at,
+                config.incremental.lag_minutes,
+                config.incremental.full_sweep_days,
+                force_full=full or previous is None,
+            )
+            log.info(
+                "reading %s: %s",
+                plan.mode,
+                plan.reason,
+                extra={"event": "read_plan", "run_id": run_id, "mode": plan.mode},
+            )
+            pulled = pull(config, progress, plan)
+            remembered: dict[tuple[str, str], Any] = {}  # validity results, for the snapshot
             for system, summary in pulled.summaries.items():
                 log.info(
                     "%s rows read from %s: %s",
@@ -245,8 +299,20 @@ def run(
                 )
             else:
                 persist.fill_first_seen(connection, pulled, started_at, first_run=previous is None)
-                result = conclude(config, settings, calendar, pulled, as_of, started_at, fail_on)
+                memory = plan.snapshot.validity if plan.snapshot is not None else None
+                result = conclude(
+                    config,
+                    settings,
+                    calendar,
+                    pulled,
+                    as_of,
+                    started_at,
+                    fail_on,
+                    memory=memory,
+                    remember=remembered,
+                )
                 result.run_id = run_id
+                result.notes.append(f"read: {plan.mode} ({plan.reason})")
                 persist.remember(connection, result, previous, as_of)
             result.finished_at = dt.datetime.now(config.timezone)
             persist.record_run(connection, result)
@@ -254,6 +320,8 @@ def run(
             _test_pause("before-commit")
         if result.status == "completed":
             point_latest(config.report_dir, result.run_id)
+            if config.incremental.enabled:
+                _keep_snapshot(config, plan, pulled, remembered, fingerprint, started_at)
         counts = result.counts()
         log.info(
             "run ended: %s, exit %d, %.1f s, open findings by severity %s",
@@ -285,6 +353,42 @@ def run(
         raise
     finally:
         store.dispose()
+
+
+def _mappings(config: Config) -> dict[str, Mapping]:
+    from .connectors.mapping import load_mapping
+
+    return {system: load_mapping(config.source(system).mapping, system) for system in SYSTEMS}
+
+
+def _keep_snapshot(
+    config: Config,
+    plan: incremental.ReadPlan,
+    pulled: Pulled,
+    remembered: dict[tuple[str, str], Any],
+    fingerprint: str,
+    started_at: dt.datetime,
+) -> None:
+    """What this run read, for the next incremental run (after the commit: a failed run keeps
+    the previous snapshot, which still matches the store)."""
+    if plan.mode == "incremental" and not any(m.any() for m in (pulled.fresh or {}).values()):
+        return  # nothing changed: the snapshot on disk already says what this run read
+    swept = plan.snapshot.full_sweep_at if plan.mode == "incremental" else started_at
+    snapshot = incremental.Snapshot(
+        fingerprint=fingerprint,
+        run_started_at=started_at,
+        full_sweep_at=swept,
+        records={
+            system: {t: read.records(t) for t in ASSET_TYPES}
+            for system, read in pulled.reads.items()
+        },
+        validity=remembered,
+    )
+    try:
+        incremental.save(config.snapshot_dir, snapshot)
+    except OSError as exc:  # the run itself is done; the next one reads everything
+        incremental.discard(config.snapshot_dir)
+        log.warning("could not keep the snapshot for incremental runs: %s", exc)
 
 
 # -- the state store: runs, findings, waivers -------------------------------------------------

@@ -125,6 +125,13 @@ def run(
         Severity | None,
         typer.Option(help="Exit 1 when an open, unwaived finding has this severity or higher."),
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Read everything, even when [incremental] would read only what changed.",
+        ),
+    ] = False,
 ) -> None:
     """Run one reconciliation: pull both systems, match, judge, write the reports.
 
@@ -144,6 +151,7 @@ def run(
             as_of=_parse_date(as_of, "--as-of"),
             fail_on=fail_on.value if fail_on else None,
             progress=progress,
+            full=full,
         )
     _render_run(result, folder)
     raise typer.Exit(result.exit_code)

@@ -11,17 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from ..connectors.mapping import Mapping
-from ..connectors.normalize import local_day
+from ..connectors.normalize import local_day, record_keys
 from ..sync.matching import LINK_DANGLING, LINK_NONE, AssetMatch
 from . import findings
 from .calendar import WorkingCalendar
 from .findings import as_text
 from .settings import COMPARED_FIELDS, RuleSettings
-from .validity import ValiditySettings, find_invalid_values
+from .validity import ValiditySettings, find_invalid_values, find_invalid_values_again
 
 SYSTEM_LABEL = {"pms": "PMS", "marketing": "marketing"}
 
@@ -44,12 +45,19 @@ class Judge:
         calendar: WorkingCalendar,
         settings: RuleSettings,
         as_of: dt.date,
+        memory: dict[tuple[str, str], Any] | None = None,
+        fresh: dict[tuple[str, str], pd.Series] | None = None,
     ):
+        """memory / fresh (incremental runs): an earlier run's validity results by record key,
+        and which records were read tonight, per (system, asset type)."""
         self.mappings = mappings
         self.calendar = calendar
         self.settings = settings
         self.as_of = as_of
         self.as_of_ts = pd.Timestamp(as_of)
+        self.memory = memory or {}
+        self.fresh = fresh or {}
+        self.judged: dict[tuple[str, str], pd.DataFrame] = {}  # the records validated
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -83,17 +91,8 @@ class Judge:
         for asset_type, match in matches.items():
             for system, frame in (("pms", match.pms), ("marketing", match.marketing)):
                 judged = frame[~frame["duplicate_id"]]
-                invalid[(system, asset_type)] = find_invalid_values(
-                    judged,
-                    asset_type=asset_type,
-                    mapped_fields=self._mapped_fields(system, asset_type),
-                    has_parent=self._has_parent(system, asset_type),
-                    as_of=self.as_of,
-                    settings=ValiditySettings(
-                        enabled_checks=self.settings.validity_checks,
-                        future_tolerance_days=self.settings.future_tolerance_days,
-                    ),
-                )
+                self.judged[(system, asset_type)] = judged
+                invalid[(system, asset_type)] = self._validate(system, asset_type, judged)
                 if enabled("DUPLICATE_ID"):
                     parts.append(self.duplicate_ids(system, asset_type, frame))
                 if enabled("INVALID_VALUE"):
@@ -114,6 +113,29 @@ class Judge:
             findings=findings.finalize(parts, severity, self.settings.owner),
             invalid=invalid,
             deadlines=deadlines,
+        )
+
+    def _validate(self, system: str, asset_type: str, judged: pd.DataFrame) -> pd.DataFrame:
+        """Validity failures of the judged records; with a memory of an earlier run, only the
+        records read tonight go through Great Expectations (see sync/incremental.py)."""
+        validate = dict(
+            asset_type=asset_type,
+            mapped_fields=self._mapped_fields(system, asset_type),
+            has_parent=self._has_parent(system, asset_type),
+            as_of=self.as_of,
+            settings=ValiditySettings(
+                enabled_checks=self.settings.validity_checks,
+                future_tolerance_days=self.settings.future_tolerance_days,
+            ),
+        )
+        memory = self.memory.get((system, asset_type))
+        if memory is None:
+            return find_invalid_values(judged, **validate)
+        keys = record_keys(judged)
+        fresh = self.fresh[(system, asset_type)].reindex(judged.index, fill_value=True)
+        known = keys.isin(memory.validated) & ~fresh & keys.notna()
+        return find_invalid_values_again(
+            judged, known=known, failures=memory.failures, keys=keys, **validate
         )
 
     # -- DUPLICATE_ID ------------------------------------------------------------------------

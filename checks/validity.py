@@ -27,7 +27,13 @@ import pandas as pd
 
 from gridrecon.core.errors import ConfigError
 
-__all__ = ["CHECK_NAMES", "RESULT_COLUMNS", "ValiditySettings", "find_invalid_values"]
+__all__ = [
+    "CHECK_NAMES",
+    "RESULT_COLUMNS",
+    "ValiditySettings",
+    "find_invalid_values",
+    "find_invalid_values_again",
+]
 
 RESULT_COLUMNS = ["row", "field", "check", "reason", "value"]
 
@@ -151,6 +157,49 @@ def find_invalid_values(
     parameters = {_LIMIT_PARAMETER: float((latest - _EPOCH.date()).days)}
     failures = _run_suite(frame, asset_type, checks, parameters)
     return _result(records.index, frame, failures)
+
+
+def find_invalid_values_again(
+    records: pd.DataFrame,
+    *,
+    known: pd.Series,
+    failures: pd.DataFrame,
+    keys: pd.Series,
+    as_of: dt.date,
+    settings: ValiditySettings = ValiditySettings(),
+    **validate: Any,
+) -> pd.DataFrame:
+    """find_invalid_values, validating only the records that are not `known`.
+
+    known: records validated by an earlier run and unchanged since; `failures` holds what that
+    run found, by record key (`keys` gives each record's). A record's validity depends on its
+    own values alone, except a commissioning date in the future, which is judged again against
+    this `as_of`. The result is as find_invalid_values would give for all of `records`.
+    """
+    fresh = find_invalid_values(records[~known], as_of=as_of, settings=settings, **validate)
+    carried = failures[failures["key"].isin(keys[known])]
+    if len(carried):
+        latest = as_of + dt.timedelta(days=settings.future_tolerance_days)
+        still = (carried["check"] != "commissioned_on_not_future") | (
+            carried["value"] > latest.isoformat()
+        )
+        carried = carried[still]
+    label_of = pd.Series(records.index[known.to_numpy()], index=keys[known].to_numpy())
+    old = pd.DataFrame(
+        {
+            "row": label_of.reindex(carried["key"].to_numpy()).to_numpy(),
+            **{c: carried[c].astype("str").to_numpy() for c in RESULT_COLUMNS[1:]},
+        }
+    )
+    if old.empty:
+        return fresh
+    combined = pd.concat([old, fresh], ignore_index=True)
+    position = records.index.get_indexer(combined["row"])
+    order = combined["check"].map(_ORDER)
+    combined = combined.assign(_p=position, _o=order).sort_values(["_p", "_o"], kind="stable")
+    result = combined[RESULT_COLUMNS].reset_index(drop=True)
+    result["row"] = result["row"].astype(records.index.dtype)
+    return result
 
 
 def _active_checks(

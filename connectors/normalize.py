@@ -226,6 +226,11 @@ def to_timestamps(values: pd.Series, fmt: str | None, zone: ZoneInfo) -> pd.Seri
     return localized.astype(timestamp_dtype(zone))
 
 
+def record_keys(records: pd.DataFrame) -> pd.Series:
+    """A record's identity within one system and asset type: its table and its id."""
+    return records["source_table"].astype("str") + "\x1f" + records["source_id"]
+
+
 def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
     """table[key] for every key (null where absent), keeping table's dtype.
 

@@ -351,6 +351,97 @@ def read_asset(
     )
 
 
+@dataclass
+class AssetChanges:
+    """What one asset type's tables changed since a time: the rows, and every id touched."""
+
+    records: pd.DataFrame  # in-scope rows changed since, normalised, parents resolved
+    touched: dict[str, pd.Index | None]  # table -> ids changed (in scope or not); None: read whole
+    seconds: float
+
+
+def _update_column(source: Source, resolved: ResolvedTable, spec: TableSpec) -> str | None:
+    """The table's update-time column, if it is a real timestamp the database can compare."""
+    updated = spec.field("updated_at")
+    if updated is None or updated.format:
+        return None
+    column = resolved.column(updated.column)
+    return column if isinstance(source.column_type(resolved.name, column), sa.DateTime) else None
+
+
+def read_changes(
+    source: Source,
+    resolver: Resolver,
+    asset_type: str,
+    org_map: dict[str, str] | None,
+    zone: ZoneInfo,
+    since: datetime,
+) -> AssetChanges:
+    """The rows of one asset type whose update time is at or after `since` (aware)."""
+    started = time.monotonic()
+    mapping: Mapping = source.mapping
+    asset = mapping.assets[asset_type]
+    chunks: list[pd.DataFrame] = []
+    touched: dict[str, pd.Index | None] = {}
+    for spec in asset.tables:
+        resolved = resolver.tables[spec.table.casefold()]
+        statement = _table_statement(source, resolver, spec)
+        column = _update_column(source, resolved, spec)
+        if column is not None:
+            column_type = source.column_type(resolved.name, column)
+            bound = since if column_type.timezone else since.astimezone(zone).replace(tzinfo=None)
+            table = statement.get_final_froms()[0]
+            changed = table.c[column] >= sa.literal(bound, column_type)
+            statement = statement.where(changed)
+            id_column = resolved.column(spec.field("source_id").column)
+            keys_statement = sa.select(table.c[id_column].label("source_id")).where(changed)
+            ids = read_statement(source, spec.table, keys_statement, bulk=True)
+            touched[spec.table] = pd.Index(
+                pd.concat([normalize_ids(c["source_id"]) for c in ids]).dropna().unique()
+                if ids
+                else []
+            )
+        else:
+            touched[spec.table] = None  # no usable update time: the table is read whole
+        chunks.extend(
+            read_statement(
+                source,
+                spec.table,
+                statement,
+                bulk=True,
+                convert=lambda raw, spec=spec: normalize_chunk(
+                    source.system, raw, spec, asset, mapping.codes, org_map, zone
+                ),
+            )
+        )
+    records = pd.concat(chunks, ignore_index=True) if chunks else empty_frame(zone)
+    for hop in asset.hops:
+        keys = sorted(records["parent_source_id"].dropna().unique())
+        # a few changed rows follow their own relations; many read the relation whole
+        parents = read_relation(source, resolver, hop, keys if len(keys) <= 2000 else None)
+        records["parent_source_id"] = lookup(records["parent_source_id"], parents).astype("str")
+    return AssetChanges(records, touched, time.monotonic() - started)
+
+
+def apply_changes(
+    previous: pd.DataFrame, changed: pd.DataFrame, touched: dict[str, pd.Index | None]
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The previous records with every touched row replaced by tonight's version.
+
+    touched: per source table, the ids read as changed (in scope or not), or None where the
+    table was read whole. Returns the merged records and which of them were read tonight.
+    """
+    drop = pd.Series(False, index=previous.index)
+    for table, ids in touched.items():
+        in_table = previous["source_table"] == table
+        drop |= in_table if ids is None else in_table & previous["source_id"].isin(ids)
+    kept = previous[~drop]
+    merged = pd.concat([kept, changed], ignore_index=True)
+    fresh = pd.Series(False, index=merged.index)
+    fresh.iloc[len(kept) :] = True
+    return merged, fresh
+
+
 def load_org_map(mapping: Mapping, sources: dict[str, Source]) -> dict[str, str] | None:
     """The mapping's org map as unit code -> common org code, or None if it has none."""
     spec = mapping.org_map
@@ -439,6 +530,34 @@ def read_source(
             source, resolver, asset_type, org_map, zone, progress=progress
         )
     return read
+
+
+def read_source_changes(
+    source: Source,
+    sources: dict[str, Source],
+    zone: ZoneInfo,
+    previous: dict[str, pd.DataFrame],
+    since: datetime,
+) -> tuple[SourceRead, dict[str, pd.Series]]:
+    """One system's records as `previous` with tonight's changes applied (see
+    sync/incremental.py), and per asset type which of the records were read tonight."""
+    resolver = resolve(source)
+    org_map = load_org_map(source.mapping, sources)
+    read = SourceRead(system=source.system, url=source.display_url, mapping=source.mapping.name)
+    fresh: dict[str, pd.Series] = {}
+    for asset_type in ASSET_TYPES:
+        changes = read_changes(source, resolver, asset_type, org_map, zone, since)
+        records, fresh[asset_type] = apply_changes(
+            previous[asset_type], changes.records, changes.touched
+        )
+        read.assets[asset_type] = AssetRead(
+            system=source.system,
+            asset_type=asset_type,
+            records=records,
+            rows_by_table=records["source_table"].value_counts().to_dict(),
+            seconds=changes.seconds,
+        )
+    return read, fresh
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,16 @@ class PlanConfig:
 
 
 @dataclass(frozen=True)
+class IncrementalConfig:
+    """[incremental]: read only what changed since the last run, where a source can say so."""
+
+    enabled: bool = False
+    lag_minutes: int = 60  # re-read rows changed this long before the last run began
+    full_sweep_days: int = 7  # a full read at least this often: it is what sees deletions
+    snapshot_dir: Path | None = None  # default: <report dir>/.snapshot
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     timezone: ZoneInfo
@@ -86,6 +96,11 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
+    incremental: IncrementalConfig = field(default_factory=IncrementalConfig)
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.incremental.snapshot_dir or self.report_dir / ".snapshot"
 
     def source(self, system: str) -> SourceConfig:
         return self.pms if system == "pms" else self.marketing
@@ -158,6 +173,7 @@ _TOP_KEYS = {
     "rules",
     "schedule",
     "plan",
+    "incremental",
 }
 
 
@@ -339,4 +355,19 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         raw=data,
         schedule=_parse_schedule(root, zone, base),
         plan=_parse_plan(root, base),
+        incremental=_parse_incremental(root, base),
+    )
+
+
+def _parse_incremental(root: Section, base: Path) -> IncrementalConfig:
+    section = root.section("incremental", required=False)
+    if section is None:
+        return IncrementalConfig()
+    section.check_keys({"enabled", "lag_minutes", "full_sweep_days", "snapshot_dir"})
+    folder = section.string("snapshot_dir")
+    return IncrementalConfig(
+        enabled=section.boolean("enabled", False),
+        lag_minutes=section.integer("lag_minutes", 60, minimum=0, maximum=7 * 24 * 60),
+        full_sweep_days=section.integer("full_sweep_days", 7, minimum=1, maximum=366),
+        snapshot_dir=resolve_path(folder, base) if folder else None,
     )
