@@ -24,7 +24,7 @@ import io
 import json
 import os
 import shutil
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +215,10 @@ def _xlsx(plan: Plan, template: Template) -> bytes:
 
 
 def plan_json(plan: Plan) -> str:
-    return json.dumps(asdict(plan), ensure_ascii=False, indent=1, default=str) + "\n"
+    # The fields as they are (plain dicts and lists already): asdict's deep copy costs seconds
+    # for a plan of 30,000 changes.
+    data = {f.name: getattr(plan, f.name) for f in fields(Plan)}
+    return json.dumps(data, ensure_ascii=False, indent=1, default=str) + "\n"
 
 
 def write_plan(plan: Plan, template: Template, out: Path) -> Path:
@@ -225,8 +228,10 @@ def write_plan(plan: Plan, template: Template, out: Path) -> Path:
         raise ConfigError(
             f"{out} exists and is not an empty folder: give --out a new folder for the plan"
         )
-    if not out.parent.is_dir():
-        raise ConfigError(f"the folder {out.parent} does not exist; create it or change --out")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder {out.parent}: {exc.strerror}") from None
     files: dict[str, bytes] = {
         "plan.json": plan_json(plan).encode("utf-8"),
         "changes.csv": _csv(CHANGE_COLUMNS, [_change_record(c) for c in plan.changes]),

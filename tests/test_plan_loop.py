@@ -384,6 +384,19 @@ def _script_statements(script: str) -> list[str]:
 
 def test_changes_sql_run_by_the_database_stages_what_apply_stages(tmp_path: Path, engines):
     pms, marketing, staging = engines
+    # A name each engine escapes its own way: quote, backslash, percent (never doubled in a file).
+    hostile = "王庄村1号公变 O'Neil\\100%"
+    engine = sa.create_engine(pms)
+    try:
+        with engine.begin() as connection:
+            table = sa.Table("T_SB_ZWYC_ZSBYQ", sa.MetaData(), autoload_with=connection)
+            connection.execute(
+                table.update()
+                .where(table.c.OBJ_ID == "73afe6e0447e33938decb16e06855284")
+                .values(SBMC=hostile)
+            )
+    finally:
+        engine.dispose()
     config = write_config(tmp_path, pms, marketing)
     gridrecon(config, "run", "--as-of", AS_OF)
     dialect = sa.make_url(staging).get_backend_name()
@@ -414,6 +427,7 @@ def test_changes_sql_run_by_the_database_stages_what_apply_stages(tmp_path: Path
         strip = lambda rows: [{k: v for k, v in r.items() if k != "STAGED_AT"} for r in rows]  # noqa: E731
         assert strip(by_script[name]) == strip(by_apply[name]), name
     assert sum(len(by_apply[n]) for n in STAGING_TABLES.values()) == 9
+    assert [r["TRAN_NAME"] for r in by_script["GR_STAGE_TRAN"] if r["OP"] == "INSERT"] == [hostile]
 
 
 def test_sqlite_changes_sql_runs_in_the_sqlite3_client(tmp_path: Path) -> None:
