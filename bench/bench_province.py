@@ -1,0 +1,686 @@
+"""Benchmark (not a test): a province's nightly run against real PostgreSQL and MariaDB servers.
+
+    python bench/bench_province.py [--scale province|national] [--runs 3] [--floor-runs 3]
+                                   [--pg-url URL] [--mariadb-url URL] [--keep-data] [--reuse-data]
+                                   [--json FILE] [--baseline FILE]
+
+1. Writes the sample at the scale (`gridrecon sample --scale …`): PMS into PostgreSQL, marketing
+   into MariaDB. A province is 1,500 substations, 25,000 lines and 500,000 public transformers per
+   system; national is ten times that. The databases are created when missing (the user must be
+   allowed to); those this run created are dropped at the end unless --keep-data.
+2. Writes a config for them into a temporary folder (state store: a SQLite file there; reports
+   there too).
+3. The read floor: the very SELECTs gridrecon issues (`source_queries`), delivered by the databases'
+   own clients to /dev/null — `psql -c "COPY (…) TO STDOUT"` and `mariadb --quick -e "…"` —
+   one after another (sequential) and both systems at once (parallel); median of --floor-runs.
+4. `gridrecon run` end to end (read both, all rules, persist, all reports) as a child process: one
+   warm-up run (a new state store's first run is special), then --runs full runs (`--full`, when
+   this gridrecon has it), then --runs runs on unchanged data (incremental nights). Per run: wall
+   time, peak RSS of the run's processes, exit code.
+5. Prints the machine, the figures and each target with PASS or FAIL; --json writes them too.
+   With --baseline (the --json of a province run), a national run also checks that the time grew
+   no more than the rows did.
+
+Exit 0 when everything ran, whatever the targets say (it is a measurement); 1 when something broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+AS_OF = "2026-11-20"
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/gridrecon_bench"
+DEFAULT_MARIADB = "mysql+pymysql://root@127.0.0.1:3306/gridrecon_bench"
+GB = 1024**3
+# The issue's targets.
+FLOOR_FACTOR = 4.0
+RSS_LIMIT = {"province": 1.5 * GB, "national": 2.0 * GB}
+INCREMENTAL_SHARE = 0.10
+
+
+class BenchError(Exception):
+    """Something broke: the benchmark cannot give a figure."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes: wall time and peak memory
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss: int  # bytes
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants now (Linux /proc; just ``pid`` elsewhere)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or no /proc
+    return found
+
+
+def _tree_pss(pids: list[int]) -> int:
+    """Proportional set size of these processes together: pages a forked worker shares with its
+    parent are counted once, not once per process as resident sizes would."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def measure(argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Measured:
+    """Run ``argv``; its wall time and peak memory. The peak is the larger of what the kernel
+    reports for the child (wait4: the peak RSS of its largest process) and, while it has worker
+    processes, their memory together sampled every 100 ms, so workers are charged too."""
+    out_path, err_path = workdir / "child.out", workdir / "child.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        sampled = 0
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal sampled
+            while not stop.wait(0.1):
+                pids = _tree(proc.pid)
+                if len(pids) > 1:
+                    sampled = max(sampled, _tree_pss(pids))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    # ru_maxrss is in kilobytes on Linux (bytes on macOS).
+    kernel = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return Measured(
+        seconds,
+        max(kernel, sampled),
+        proc.returncode,
+        out_path.read_text(errors="replace"),
+        err_path.read_text(errors="replace"),
+    )
+
+
+def gridrecon_command() -> list[str]:
+    """The gridrecon console command of this interpreter's environment."""
+    beside = Path(sys.executable).with_name("gridrecon")
+    found = str(beside) if beside.exists() else shutil.which("gridrecon")
+    if not found:
+        raise BenchError("no gridrecon command next to this Python nor on PATH; install gridrecon")
+    return [found]
+
+
+# ---------------------------------------------------------------------------------------------
+# The databases
+
+
+def _server_url(url: URL) -> URL:
+    """The same server, database the server always has (PostgreSQL) or none (MariaDB)."""
+    return url.set(database="postgres" if url.get_backend_name() == "postgresql" else None)
+
+
+def ensure_database(url: URL) -> bool:
+    """Create the URL's database when it does not exist; True when this call created it."""
+    name = url.database
+    if not name:
+        raise BenchError(f"{url.render_as_string(hide_password=True)} names no database")
+    engine = sa.create_engine(_server_url(url), isolation_level="AUTOCOMMIT")
+    quoted = engine.dialect.identifier_preparer.quote_identifier(name)
+    try:
+        with engine.connect() as conn:
+            if url.get_backend_name() == "postgresql":
+                exists = conn.execute(
+                    sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+                ).first()
+                if not exists:
+                    # Server-level DDL has no SQLAlchemy construct; the name is quoted.
+                    conn.exec_driver_sql(
+                        f"CREATE DATABASE {quoted} ENCODING 'UTF8' TEMPLATE template0"
+                    )
+            else:
+                exists = conn.execute(
+                    sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :n"),
+                    {"n": name},
+                ).first()
+                if not exists:
+                    conn.exec_driver_sql(f"CREATE DATABASE {quoted} CHARACTER SET utf8mb4")
+    finally:
+        engine.dispose()
+    return not exists
+
+
+def drop_database(url: URL) -> None:
+    engine = sa.create_engine(_server_url(url), isolation_level="AUTOCOMMIT")
+    quoted = engine.dialect.identifier_preparer.quote_identifier(url.database)
+    force = " WITH (FORCE)" if url.get_backend_name() == "postgresql" else ""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}{force}")
+    finally:
+        engine.dispose()
+
+
+def server_version(url: URL) -> str:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.exec_driver_sql("SELECT version()").scalar())
+    finally:
+        engine.dispose()
+
+
+def has_sample(pg: URL, mariadb: URL) -> bool:
+    """Both databases hold sample tables with rows (for --reuse-data)."""
+    for url, table in ((pg, "T_SB_ZWYC_XL"), (mariadb, "G_LINE")):
+        engine = sa.create_engine(url)
+        try:
+            if not sa.inspect(engine).has_table(table):
+                return False
+            with engine.connect() as conn:
+                t = sa.table(table)
+                if not conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first():
+                    return False
+        finally:
+            engine.dispose()
+    return True
+
+
+def row_counts(pg: URL, mariadb: URL) -> dict[str, int]:
+    """Rows per sample table, to show what the run had to read."""
+    tables = {
+        pg: ["T_SB_ZNYC_DZ", "T_SB_ZWYC_XL", "T_SB_ZNYC_PDBYQ", "T_SB_ZWYC_ZSBYQ"],
+        mariadb: ["G_SUBS", "G_LINE", "G_TRAN", "G_TG", "G_LINE_TG_RELA"],
+    }
+    counts = {}
+    for url, names in tables.items():
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                for name in names:
+                    stmt = sa.select(sa.func.count()).select_from(sa.table(name))
+                    counts[name] = int(conn.execute(stmt).scalar())
+        finally:
+            engine.dispose()
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# The read floor: the databases' own clients
+
+
+def _client(names: tuple[str, ...]) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise BenchError(f"the read floor needs the {names[0]} client on PATH")
+
+
+def client_commands(config_path: Path, pg: URL, mariadb: URL) -> dict[str, list[list[str]]]:
+    """Per system, one client command line per SELECT gridrecon issues in a full pull."""
+    from gridrecon.connectors.reader import source_queries
+    from gridrecon.core.config import load_config
+
+    psql = _client(("psql",))
+    mysql = _client(("mariadb", "mysql"))
+    commands: dict[str, list[list[str]]] = {"pms": [], "marketing": []}
+    for q in source_queries(load_config(config_path)):
+        if q.dialect == "postgresql":
+            url = pg
+            argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", url.host or "localhost",
+                    "-p", str(url.port or 5432), "-U", url.username or "postgres",
+                    "-d", url.database, "-c", f"COPY ({q.sql}) TO STDOUT"]  # fmt: skip
+        elif q.dialect in ("mysql", "mariadb"):
+            url = mariadb
+            argv = [mysql, "--quick", "--batch", "--skip-column-names",
+                    "--default-character-set=utf8mb4", "-h", url.host or "localhost",
+                    "-P", str(url.port or 3306), "-u", url.username or "root",
+                    url.database, "-e", q.sql]  # fmt: skip
+        else:
+            raise BenchError(f"no client for a {q.dialect} source")
+        commands[q.system].append(argv)
+    return commands
+
+
+def client_env(pg: URL, mariadb: URL) -> dict[str, str]:
+    """Passwords through the environment, never on a command line."""
+    env = dict(os.environ)
+    if pg.password:
+        env["PGPASSWORD"] = pg.password
+    if mariadb.password:
+        env["MYSQL_PWD"] = mariadb.password
+    return env
+
+
+def _run_clients(commands: list[list[str]], env: dict[str, str]) -> None:
+    for argv in commands:
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        if done.returncode != 0:
+            raise BenchError(f"{Path(argv[0]).name} failed: {done.stderr.decode(errors='replace')}")
+
+
+def _both_at_once(commands: dict[str, list[list[str]]], env: dict[str, str]) -> float:
+    """Seconds for every system's SELECTs, the systems side by side."""
+    errors: list[BenchError] = []
+
+    def worker(argvs: list[list[str]]) -> None:
+        try:
+            _run_clients(argvs, env)
+        except BenchError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in commands.values()]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - started
+
+
+def read_floor(commands: dict[str, list[list[str]]], env: dict[str, str], runs: int) -> dict:
+    """Median seconds: each system alone, both one after another, both at once."""
+    per_system: dict[str, list[float]] = {s: [] for s in commands}
+    sequential, parallel = [], []
+    for _ in range(runs):
+        for system, argvs in commands.items():
+            started = time.perf_counter()
+            _run_clients(argvs, env)
+            per_system[system].append(time.perf_counter() - started)
+        sequential.append(sum(per_system[s][-1] for s in commands))
+        parallel.append(_both_at_once(commands, env))
+    return {
+        "sequential_s": statistics.median(sequential),
+        "parallel_s": statistics.median(parallel),
+        "per_system_s": {s: statistics.median(v) for s, v in per_system.items()},
+        "sequential_all_s": sequential,
+        "parallel_all_s": parallel,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# gridrecon run
+
+
+def has_full_flag(gridrecon: list[str]) -> bool:
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", TERM="dumb")
+    done = subprocess.run(gridrecon + ["run", "--help"], capture_output=True, text=True, env=env)
+    return "--full" in done.stdout
+
+
+def write_config(folder: Path, pg: URL, mariadb: URL) -> Path:
+    def quoted(url: URL) -> str:
+        return json.dumps(url.render_as_string(hide_password=False))  # a valid TOML string
+
+    path = folder / "bench.toml"
+    path.write_text(
+        f"""# gridrecon benchmark: the sample in PostgreSQL (PMS) and MariaDB (marketing)
+timezone = "Asia/Shanghai"
+
+[pms]
+url = {quoted(pg)}
+mapping = "pms2"
+
+[marketing]
+url = {quoted(mariadb)}
+mapping = "sg186"
+
+[state]
+url = "sqlite:///state.sqlite"
+
+[report]
+dir = "reports"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass
+class RunFigure:
+    kind: str  # warm-up, full, incremental
+    seconds: float
+    peak_rss: int
+    exit_code: int
+    said: str = ""
+
+
+@dataclass
+class Series:
+    runs: list[RunFigure] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> list[float]:
+        return [r.seconds for r in self.runs]
+
+    def summary(self) -> dict:
+        if not self.runs:
+            return {}
+        return {
+            "median_s": statistics.median(self.seconds),
+            "min_s": min(self.seconds),
+            "max_s": max(self.seconds),
+            "peak_rss_bytes": max(r.peak_rss for r in self.runs),
+        }
+
+
+def gridrecon_run(gridrecon: list[str], config: Path, kind: str, full_flag: bool) -> RunFigure:
+    argv = gridrecon + ["run", "--config", str(config), "--as-of", AS_OF]
+    if kind == "full" and full_flag:
+        argv.append("--full")
+    m = measure(argv, config.parent)
+    if m.exit_code not in (0, 1):
+        raise BenchError(f"gridrecon run ({kind}) exited {m.exit_code}:\n{m.stderr.strip()}")
+    # What the run said about itself: its findings line and how it read (the last line).
+    lines = m.stdout.strip().splitlines()
+    said = [line for line in lines if "open findings" in line][:1] + lines[-1:]
+    said = [line.split("; reports in")[0] for line in dict.fromkeys(said)]
+    print(f"  {kind:<12} {m.seconds:8.1f} s  {m.peak_rss / 2**20:7.0f} MB  exit {m.exit_code}  "
+          f"{' | '.join(said)}", flush=True)  # fmt: skip
+    return RunFigure(kind, m.seconds, m.peak_rss, m.exit_code, " | ".join(said))
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine
+
+
+def machine(pg: URL, mariadb: URL) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        ram = 0
+    cores = os.cpu_count()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = cores
+    os_name = platform.platform()
+    try:
+        release = dict(
+            line.split("=", 1)
+            for line in Path("/etc/os-release").read_text().splitlines()
+            if "=" in line
+        )
+        os_name = (
+            f"{release['PRETTY_NAME'].strip(chr(34))}, {platform.system()} {platform.release()}"
+        )
+    except (OSError, KeyError):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "usable_cores": usable,
+        "ram_bytes": ram,
+        "os": os_name,
+        "python": platform.python_version(),
+        "postgresql": server_version(pg).split(" on ")[0],
+        "mariadb": server_version(mariadb),
+    }
+
+
+def git_commit() -> str | None:
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip() + ("+changes" if dirty else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
+def peak_rss(figures: dict) -> int:
+    """The largest peak of every gridrecon run, the first one included."""
+    runs = [figures["warm_up"], *figures["full_runs"], *figures["incremental_runs"]]
+    return max(r["peak_rss"] for r in runs)
+
+
+def verdicts(scale: str, figures: dict, baseline: dict | None) -> list[dict]:
+    floor = figures["read_floor"]["sequential_s"]
+    full = figures["full"]
+    incremental = figures["incremental"]
+    peak = peak_rss(figures)
+    out = [
+        {
+            "target": f"full run <= {FLOOR_FACTOR:g}x the read floor (sequential)",
+            "value": f"{full['median_s'] / floor:.2f}x",
+            "pass": full["median_s"] <= FLOOR_FACTOR * floor,
+        },
+        {
+            "target": f"peak RSS <= {RSS_LIMIT[scale] / GB:g} GB ({scale}, every run)",
+            "value": _mb(peak),
+            "pass": peak <= RSS_LIMIT[scale],
+        },
+        {
+            "target": f"night without changes <= {INCREMENTAL_SHARE:.0%} of a full run",
+            "value": f"{incremental['median_s'] / full['median_s']:.0%}",
+            "pass": incremental["median_s"] <= INCREMENTAL_SHARE * full["median_s"],
+        },
+    ]
+    if baseline is not None:
+        rows = sum(figures["rows"].values()) / sum(baseline["rows"].values())
+        took = full["median_s"] / baseline["full"]["median_s"]
+        out.append(
+            {
+                "target": f"time grows no more than the rows ({baseline['scale']} -> {scale}: "
+                f"rows x{rows:.1f})",
+                "value": f"full run x{took:.1f}",
+                "pass": took <= rows,
+            }
+        )
+    return out
+
+
+def print_report(figures: dict) -> None:
+    m = figures["machine"]
+    print()
+    print(f"gridrecon benchmark, {figures['scale']} scale, {figures['date']}"
+          f"{', commit ' + figures['commit'] if figures['commit'] else ''}")  # fmt: skip
+    print(f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), "
+          f"{m['ram_bytes'] / GB:.0f} GB RAM; {m['os']}")  # fmt: skip
+    print(f"         Python {m['python']}; {m['postgresql']}; MariaDB {m['mariadb']}")
+    counts = figures["rows"]
+    print("rows:    " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    gen = figures["generation"]
+    floor = figures["read_floor"]
+    full, inc = figures["full"], figures["incremental"]
+    rows = [
+        ("sample generation (gridrecon sample)",
+         "reused" if gen is None else f"{gen['seconds']:.1f} s, peak RSS {_mb(gen['peak_rss_bytes'])}"),
+        ("read floor, sequential (psql + mariadb)",
+         f"{floor['sequential_s']:.1f} s  (PMS {floor['per_system_s']['pms']:.1f} s, "
+         f"marketing {floor['per_system_s']['marketing']:.1f} s)"),
+        ("read floor, parallel (both at once)", f"{floor['parallel_s']:.1f} s"),
+        ("first run on a new state store", f"{figures['warm_up']['seconds']:.1f} s, "
+         f"peak RSS {_mb(figures['warm_up']['peak_rss'])}"),
+        (f"full run{'' if figures['full_flag'] else ' (no --full flag: plain run)'}, "
+         f"median of {len(figures['full_runs'])}",
+         f"{full['median_s']:.1f} s  (min {full['min_s']:.1f}, max {full['max_s']:.1f})"),
+        ("full run, peak RSS (max)", _mb(full["peak_rss_bytes"])),
+        ("peak RSS of every run (max)", _mb(peak_rss(figures))),
+        ("full run / read floor", f"{full['median_s'] / floor['sequential_s']:.2f}x sequential, "
+         f"{full['median_s'] / floor['parallel_s']:.2f}x parallel"),
+        (f"night without changes, median of {len(figures['incremental_runs'])}",
+         f"{inc['median_s']:.1f} s  (min {inc['min_s']:.1f}, max {inc['max_s']:.1f}), "
+         f"peak RSS {_mb(inc['peak_rss_bytes'])}"),
+        ("night without changes / full run", f"{inc['median_s'] / full['median_s']:.0%}"),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    print()
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+    print()
+    for v in figures["targets"]:
+        print(f"  {'PASS' if v['pass'] else 'FAIL'}  {v['target']}: {v['value']}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Measure gridrecon run against a province (or national) sample in "
+        "PostgreSQL and MariaDB.",
+    )
+    parser.add_argument("--scale", choices=["province", "national"], default="province")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs of each kind (default 3)")
+    parser.add_argument("--floor-runs", type=int, default=3,
+                        help="repetitions of the read floor (default 3)")  # fmt: skip
+    parser.add_argument("--pg-url", default=DEFAULT_PG, help="PMS database (created if missing)")
+    parser.add_argument("--mariadb-url", default=DEFAULT_MARIADB,
+                        help="marketing database (created if missing)")  # fmt: skip
+    parser.add_argument("--keep-data", action="store_true",
+                        help="keep databases this run created (default: drop them at the end)")  # fmt: skip
+    parser.add_argument("--reuse-data", action="store_true",
+                        help="use the sample already in the databases instead of writing it")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--baseline", type=Path,
+                        help="--json of a smaller scale's run: check the growth is linear")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.floor_runs < 1:
+        parser.error("--runs and --floor-runs must be at least 1")
+
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    pg = make_url(args.pg_url)
+    mariadb = make_url(args.mariadb_url)
+    if mariadb.get_backend_name() in ("mysql", "mariadb") and "charset" not in mariadb.query:
+        mariadb = mariadb.update_query_dict({"charset": "utf8mb4"})
+    folder = Path(tempfile.mkdtemp(prefix="gridrecon-bench-"))
+    created: list[URL] = []
+    ok = False
+    try:
+        gridrecon = gridrecon_command()
+        for url in (pg, mariadb):
+            if ensure_database(url):
+                created.append(url)
+        figures: dict = {
+            "scale": args.scale,
+            "date": dt.date.today().isoformat(),
+            "commit": git_commit(),
+            "machine": machine(pg, mariadb),
+            "as_of": AS_OF,
+        }
+        print(f"scale {args.scale}; working folder {folder}", flush=True)
+
+        # 1. the sample
+        if args.reuse_data:
+            if not has_sample(pg, mariadb):
+                raise BenchError("--reuse-data, but the databases hold no sample")
+            figures["generation"] = None
+        else:
+            print(f"writing the {args.scale} sample …", flush=True)
+            argv = gridrecon + ["sample", "--scale", args.scale,
+                                "--pms-url", pg.render_as_string(hide_password=False),
+                                "--marketing-url", mariadb.render_as_string(hide_password=False)]  # fmt: skip
+            m = measure(argv, folder)
+            if m.exit_code != 0:
+                raise BenchError(f"gridrecon sample exited {m.exit_code}:\n{m.stderr.strip()}")
+            figures["generation"] = {"seconds": m.seconds, "peak_rss_bytes": m.peak_rss}
+            print(f"  {m.seconds:.1f} s, peak RSS {_mb(m.peak_rss)}", flush=True)
+        figures["rows"] = row_counts(pg, mariadb)
+
+        # 2. the config
+        config = write_config(folder, pg, mariadb)
+
+        # 3. the read floor
+        print(f"read floor ({args.floor_runs} repetitions) …", flush=True)
+        commands = client_commands(config, pg, mariadb)
+        figures["read_floor"] = read_floor(commands, client_env(pg, mariadb), args.floor_runs)
+        figures["read_floor"]["queries"] = {s: len(c) for s, c in commands.items()}
+
+        # 4. gridrecon run
+        full_flag = has_full_flag(gridrecon)
+        figures["full_flag"] = full_flag
+        print("gridrecon run …", flush=True)
+        warm = gridrecon_run(gridrecon, config, "warm-up", full_flag)
+        full = Series([gridrecon_run(gridrecon, config, "full", full_flag)
+                       for _ in range(args.runs)])  # fmt: skip
+        incremental = Series([gridrecon_run(gridrecon, config, "incremental", full_flag)
+                              for _ in range(args.runs)])  # fmt: skip
+        figures["warm_up"] = asdict(warm)
+        figures["full_runs"] = [asdict(r) for r in full.runs]
+        figures["incremental_runs"] = [asdict(r) for r in incremental.runs]
+        figures["full"] = full.summary()
+        figures["incremental"] = incremental.summary()
+
+        # 5. the report
+        figures["targets"] = verdicts(args.scale, figures, baseline)
+        print_report(figures)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
+        ok = True
+        return 0
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    except sa.exc.SQLAlchemyError as exc:  # unreachable server, no permission, …
+        print(f"benchmark failed: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    finally:
+        if ok:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            print(f"working folder kept for inspection: {folder}", file=sys.stderr)
+        if not args.keep_data:
+            for url in created:
+                drop_database(url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
