@@ -126,7 +126,7 @@ def plan(
         f"{counts['changes']} changes, {counts['manual']} for manual handling (manual.csv), "
         f"{counts['not_planned']} left out; after the import the next run should show "
         f"{len(expected['resolved'])} resolved and {len(expected['new'])} new "
-        f"(ARCHIVE_LATE of the records created late); plan in {folder}"
+        f"(ARCHIVE_LATE of the records created late); plan in {out}"
     )
 
 

@@ -649,3 +649,32 @@ kva = "capacity_kva"
         tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}  # fmt: skip
         assert tables == {"stage_station", "stage_feeder", "stage_xfmr", "GR_PLAN_APPLY"}
         assert connection.execute('SELECT "title", "kv", "state" FROM "stage_feeder" WHERE "OP" = ?', ("INSERT",)).fetchall() == [("10kV科创线", 10.0, "A")]  # fmt: skip
+
+
+def test_a_finding_staged_by_an_earlier_plan_and_not_imported_yet_is_not_staged_twice(
+    sample: Path,
+) -> None:
+    ok(sample, "plan", "--out", "plan1")
+    ok(sample, "plan", "apply", "plan1", "--target", "sqlite:///staging.sqlite", "--apply")
+    ok(sample, "plan", "--out", "plan2")  # the same findings, still open: the import is pending
+    apply = ("plan", "apply", "plan2", "--target", "sqlite:///staging.sqlite", "--apply")
+    second = json.loads(ok(sample, *apply, "--format", "json"))
+    assert second["rows_written"] == 0 and second["rows"] == {}
+    first_id = plan_of(sample, "plan1")["plan_id"]
+    assert [i["plan_id"] for i in second["staged_by_other_plans"]] == [first_id] * 9
+    assert "not imported yet; left as it is" in ok(sample, *apply)
+    capacity = next(c["finding_id"] for c in plan_of(sample, "plan1")["changes"] if c["pms_id"] == CAPACITY)  # fmt: skip
+    with closing(sqlite3.connect(sample / "staging.sqlite")) as connection, connection:
+        connection.execute(
+            'UPDATE "GR_STAGE_TRAN" SET "IMPORT_STATUS" = ? WHERE "FINDING_ID" = ?',
+            ("done", capacity),
+        )
+    third = json.loads(ok(sample, *apply, "--format", "json"))  # imported: no longer pending
+    assert third["rows"] == {"GR_STAGE_TRAN": 1}
+    with closing(sqlite3.connect(sample / "staging.sqlite")) as connection:
+        audit = connection.execute(
+            'SELECT "PLAN_ID", "ROWS_WRITTEN", "ROWS_ALREADY_STAGED" FROM "GR_PLAN_APPLY" '
+            'ORDER BY "APPLIED_AT"'
+        ).fetchall()
+    second_id = plan_of(sample, "plan2")["plan_id"]
+    assert audit == [(first_id, 9, 0), (second_id, 0, 9), (second_id, 0, 9), (second_id, 1, 8)]
