@@ -87,7 +87,11 @@ class WorkingCalendar:
                 f"Calendar overrides file {path} does not exist "
                 "(set by [calendar] overrides in the config)."
             ) from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"Calendar overrides file {path} is not UTF-8 text; save it as UTF-8"
+            ) from None
+        except OSError as exc:
             raise ConfigError(f"Cannot read calendar overrides file {path}: {exc}") from None
         try:
             raw = tomllib.loads(text)

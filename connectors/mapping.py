@@ -170,7 +170,7 @@ def load_mapping(name_or_path: str, expected_system: str | None = None) -> Mappi
         mapping = dataclasses.replace(mapping, builtin=True)
     if expected_system and mapping.system != expected_system:
         raise MappingError(
-            f"{path}: describes system '{mapping.system}' but is configured for "
+            f"{path}: 'system' is '{mapping.system}' but the config uses this mapping for "
             f'[{expected_system}]; set system = "{expected_system}" or use another mapping'
         )
     return mapping
@@ -334,7 +334,7 @@ def _parse_field(
     if spec.codes is not None and spec.codes not in codes:
         known = ", ".join(sorted(key_text(name) for name in codes)) or "none defined"
         raise columns.fail(
-            f"'{where}' uses code list {shown(spec.codes)}, not in [codes] ({known})"
+            f"'{where}.codes' names code list {shown(spec.codes)}, which is not in [codes] ({known})"
         )
     if spec.org_map and org_map is None:
         raise columns.fail(f"'{where}' sets org_map = true but the mapping has no [org_map]")
@@ -420,16 +420,27 @@ def _parse_asset(
             source = own if own is not None and field_name in own.data else shared
             if source is None or field_name not in source.data:
                 if field_name in REQUIRED_FIELDS:
-                    raise entry.fail(f"no column for required field '{field_name}'")
+                    raise entry.fail(
+                        f"'{section.key_name('columns')}' has no column for the required field "
+                        f"'{field_name}'"
+                    )
                 if field_name not in absent:
                     raise entry.fail(
-                        f"field '{field_name}' has no column; map it in "
-                        f"[{section.key_name('columns')}] or list it in "
-                        f"{section.key_name('absent')} if this system does not have it"
+                        f"'{section.key_name('columns')}' has no column for '{field_name}'; map "
+                        f"it there, or list it in '{section.key_name('absent')}' if this system "
+                        "does not have it"
                     )
                 continue
+            if field_name == "pms_id" and system == "pms":
+                raise entry.fail(
+                    f"'{section.key_name('columns')}.pms_id': in a pms mapping the record's own "
+                    "id is its PMS id; remove pms_id"
+                )
             if field_name in absent:
-                raise entry.fail(f"field '{field_name}' is both mapped and listed as absent")
+                raise entry.fail(
+                    f"'{section.key_name('absent')}' lists '{field_name}', which "
+                    f"[{section.key_name('columns')}] maps too; keep one"
+                )
             fields.append(_parse_field(source, field_name, codes, org_map))
         for checked in (own, shared):
             if checked is not None:

@@ -88,6 +88,8 @@ def _validate_source(source: Source, sources: dict[str, Source]) -> SourceValida
         resolver = Resolver(source)
         for asset_type in ASSET_TYPES:
             resolver.asset(source.mapping.assets[asset_type])
+        if source.mapping.org_tree is not None:  # a run reads it for the reports
+            resolver.org_tree(source.mapping.org_tree)
         result.problems = resolver.problems
         org_map = _org_map_or_problem(source, sources, result)
         broken = {p.key.split(".")[0] for p in resolver.problems}

@@ -15,14 +15,16 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from .errors import ConfigError
-from .toml_section import Section, read_toml
+from .toml_section import Section, read_toml, shown
 
 CONFIG_ENV_VAR = "GRIDRECON_CONFIG"
 DEFAULT_CONFIG_NAME = "gridrecon.toml"
 DEFAULT_CHUNK_SIZE = 50_000
+MAX_CHUNK_SIZE = 10_000_000
+BUILTIN_MAPPINGS = ("pms2", "sg186")  # the files in connectors/mappings/
 DEFAULT_STATEMENT_TIMEOUT = 1800
 READERS = ("auto", "generic")
 
@@ -141,6 +143,16 @@ def parse_url(text: str, base: Path, file: Path, key: str) -> URL:
             f"{file}: '{key}' is not a database URL; expected e.g. "
             "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db or sqlite:///file.sqlite"
         ) from None
+    try:
+        # Loads SQLAlchemy's dialect class only (the driver is imported on connecting), so an
+        # unknown database fails here, naming the key, and not later as a connection error.
+        url.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"{file}: '{key}' names no database SQLAlchemy knows ({shown(url.drivername)}); "
+            "spell the driver in the URL, e.g. postgresql+psycopg://, mysql+pymysql://, "
+            "oracle+oracledb://, sqlite:///"
+        ) from None
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         database = Path(url.database)
         if not database.is_absolute() and not url.database.startswith("file:"):
@@ -149,8 +161,32 @@ def parse_url(text: str, base: Path, file: Path, key: str) -> URL:
 
 
 def resolve_path(text: str, base: Path) -> Path:
-    path = Path(text).expanduser()
+    path = Path(text)
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # "~someone" without such a user: a plain name then
+        pass
     return path if path.is_absolute() else (base / path).resolve()
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, say
+        return False
+
+
+def _zone(section: Section, key: str, default: str | None = None) -> ZoneInfo | None:
+    name = section.string(key, default=default)
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    # a zone name is a path below the zone database: "Asia" is a folder, a long one too long
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise section.fail(
+            f"'{section.key_name(key)}' {shown(name)} is not an IANA time zone (e.g. Asia/Shanghai)"
+        ) from None
 
 
 _SOURCE_KEYS = {
@@ -183,14 +219,22 @@ def _parse_source(root: Section, system: str, default_mapping: str, base: Path) 
     section.check_keys(_SOURCE_KEYS)
     url = parse_url(section.string("url", required=True), base, root.file, f"{system}.url")
     mapping = section.string("mapping", default=default_mapping)
-    if mapping.endswith(".toml") or "/" in mapping or os.sep in mapping:
-        mapping = str(resolve_path(mapping, base))
+    if mapping not in BUILTIN_MAPPINGS:  # anything else is a file, relative to the config
+        path = resolve_path(mapping, base)
+        if not _is_file(path):
+            raise section.fail(
+                f"'{system}.mapping' {shown(mapping)} is neither a built-in mapping "
+                f"({', '.join(BUILTIN_MAPPINGS)}) nor a mapping file ({path} does not exist)"
+            )
+        mapping = str(path)
     return SourceConfig(
         system=system,
         url=url,
         mapping=mapping,
         schema=section.string("schema"),
-        chunk_size=section.integer("chunk_size", DEFAULT_CHUNK_SIZE, minimum=100),
+        chunk_size=section.integer(
+            "chunk_size", DEFAULT_CHUNK_SIZE, minimum=100, maximum=MAX_CHUNK_SIZE
+        ),
         reader=_choice(section, "reader", READERS),
         statement_timeout=section.integer(
             "statement_timeout", DEFAULT_STATEMENT_TIMEOUT, minimum=0, maximum=7 * 86_400
@@ -243,20 +287,14 @@ def _parse_schedule(root: Section, zone: ZoneInfo, base: Path) -> ScheduleConfig
     if len(cron.split()) not in (5, 6):
         raise section.fail(
             f"'schedule.cron' must have 5 fields (minute hour day month weekday) or 6 (second "
-            f"first), got '{cron}'"
+            f"first), got {shown(cron)}"
         )
-    zone_name = section.string("timezone")
-    if zone_name is not None:
-        try:
-            zone = ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise section.fail(
-                f"'schedule.timezone' '{zone_name}' is not an IANA time zone (e.g. Asia/Shanghai)"
-            ) from None
+    zone = _zone(section, "timezone") or zone
     severity = section.string("on_findings_min_severity", default="error")
     if severity not in ("info", "warning", "error"):
         raise section.fail(
-            f"'schedule.on_findings_min_severity' must be info, warning or error, got '{severity}'"
+            "'schedule.on_findings_min_severity' must be info, warning or error, "
+            f"got {shown(severity)}"
         )
 
     def command(key: str) -> tuple[str, ...]:
@@ -274,14 +312,18 @@ def _parse_schedule(root: Section, zone: ZoneInfo, base: Path) -> ScheduleConfig
     return ScheduleConfig(
         cron=cron,
         timezone=zone,
-        misfire_grace_seconds=section.integer("misfire_grace_seconds", 86_400, minimum=1),
+        misfire_grace_seconds=section.integer(
+            "misfire_grace_seconds", 86_400, minimum=1, maximum=366 * 86_400
+        ),
         log_file=resolve_path(log_file, base) if log_file else None,
-        log_max_bytes=section.integer("log_max_bytes", 10 * 1024 * 1024, minimum=1024),
-        log_backups=section.integer("log_backups", 5, minimum=0),
+        log_max_bytes=section.integer(
+            "log_max_bytes", 10 * 1024 * 1024, minimum=1024, maximum=2**40
+        ),
+        log_backups=section.integer("log_backups", 5, minimum=0, maximum=1000),
         on_failure=command("on_failure"),
         on_findings=command("on_findings"),
         on_findings_min_severity=severity,
-        hook_timeout_seconds=section.integer("hook_timeout_seconds", 60, minimum=1),
+        hook_timeout_seconds=section.integer("hook_timeout_seconds", 60, minimum=1, maximum=86_400),
     )
 
 
@@ -309,13 +351,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     root = Section(data, path, "")
     root.check_keys(_TOP_KEYS)
 
-    zone_name = root.string("timezone", default="Asia/Shanghai")
-    try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"{path}: timezone '{zone_name}' is not an IANA time zone (e.g. Asia/Shanghai)"
-        ) from None
+    zone = _zone(root, "timezone", default="Asia/Shanghai")
 
     state = root.section("state", required=False)
     state_url_text = "sqlite:///gridrecon-state.sqlite"
@@ -325,7 +361,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         state_url_text = state.string("url", default=state_url_text)
         min_row_share = state.number("min_row_share", 0.5)
         if not 0 <= min_row_share <= 1:
-            raise ConfigError(f"{path}: 'state.min_row_share' must be between 0 and 1")
+            raise ConfigError(
+                f"{path}: 'state.min_row_share' must be between 0 and 1, got {min_row_share:g}"
+            )
 
     report = root.section("report", required=False)
     report_dir = "gridrecon-reports"
@@ -339,6 +377,11 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         calendar.check_keys({"overrides"})
         text = calendar.string("overrides")
         overrides = resolve_path(text, base) if text else None
+        if overrides is not None and not _is_file(overrides):
+            raise calendar.fail(
+                f"'calendar.overrides' names {overrides}, which does not exist; create it (see "
+                "README, Working days) or remove the key"
+            )
 
     rules = root.section("rules", required=False)
 

@@ -76,7 +76,8 @@ class Section:
         self.where = where
         self.error = error
         if not isinstance(data, dict):
-            raise self.fail(f"{where or 'the file'} must be a table, got {shown(data)}")
+            what = f"'{where}'" if where else "the file"
+            raise self.fail(f"{what} must be a table, got {shown(data)}")
         self.data: dict[str, Any] = data
 
     def fail(self, message: str) -> ConfigError:
@@ -108,7 +109,10 @@ class Section:
             raise self.fail(
                 f"'{self.key_name(key)}' must be a non-empty string, got {shown(value)}"
             )
-        return expand_env(value, self.file, self.key_name(key), self.error)
+        value = expand_env(value, self.file, self.key_name(key), self.error)
+        if "\x00" in value:  # no name, path or URL holds one, and the OS refuses it in a path
+            raise self.fail(f"'{self.key_name(key)}' holds a NUL character (\\x00)")
+        return value
 
     def integer(
         self, key: str, default: int, minimum: int, maximum: int = _LARGEST_WHOLE_NUMBER

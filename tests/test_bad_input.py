@@ -92,7 +92,7 @@ def test_a_missing_config_file_exits_two(tmp_path: Path) -> None:
         (
             'absent = ["recorded_at", "capacity_kva"]',
             'absent = ["recorded_at"]',
-            "field 'capacity_kva' has no column",
+            "'line.columns' has no column for 'capacity_kva'",
         ),
         ("HV10 = 10.0", 'HV10 = "ten"', "must map to numbers"),
         ('A = "in_service"', 'A = "running"', "must map to one of in_service"),
