@@ -33,6 +33,7 @@ from ..connectors.normalize import name_key
 from ..connectors.reader import Selection
 from ..core.config import Config, display_url
 from ..core.errors import ConfigError
+from ..reports.sanitize import clean_value
 from ..sync.matching import PARENT_TYPE
 from .template import Sheet, Template, load_template
 
@@ -514,8 +515,8 @@ class _Builder:
             _not_planned(
                 self.plan,
                 finding,
-                f"the PMS record is {record['status'] or 'of unknown status'} now; the next run "
-                "judges it again",
+                f"the PMS record is {_none(record['status']) or 'of unknown status'} now; the "
+                "next run judges it again",
             )
             return None
         linked = self.linked.get((asset_type, pms_id), [])
@@ -528,7 +529,7 @@ class _Builder:
             )
             return None
         key = name_key(pd.Series([record["name"]], dtype="str")).iloc[0]
-        twin = self.twins.get((asset_type, key, record["org_code"] or ""))
+        twin = self.twins.get((asset_type, key, _none(record["org_code"]) or ""))
         if twin is not None:
             self.manual(
                 finding,
@@ -575,7 +576,8 @@ class _Builder:
             return None
         field = finding["field"]
         now = record["parent_source_id"] if field == "parent" else record[field]
-        if value_text(now) != finding["pms_value"]:
+        # Compared as the run wrote it: findings.json holds text cleaned of control characters.
+        if clean_value(value_text(now)) != finding["pms_value"]:
             _not_planned(
                 self.plan,
                 finding,

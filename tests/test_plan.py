@@ -678,3 +678,29 @@ def test_a_finding_staged_by_an_earlier_plan_and_not_imported_yet_is_not_staged_
         ).fetchall()
     second_id = plan_of(sample, "plan2")["plan_id"]
     assert audit == [(first_id, 9, 0), (second_id, 0, 9), (second_id, 0, 9), (second_id, 1, 8)]
+
+
+def test_a_substation_missing_in_marketing_is_created_and_its_orphaned_lines_go_to_a_person(
+    sample: Path,
+) -> None:
+    """A background substation (110kV嵩山变电站, 2×40000 kVA, ten lines) deleted from G_SUBS."""
+    pms_id = "e6e51dc97cb58adab678468f6d0ca478"
+    with closing(sqlite3.connect(sample / "marketing.sqlite")) as connection, connection:
+        connection.execute('DELETE FROM "G_SUBS" WHERE "SUBS_ID" = 1100000000')
+    config = load_config(sample / "gridrecon.toml")
+    api.run(config, as_of=AS_OF)
+    plan = build_plan(config)
+    created = by_finding(plan.__dict__)[("substation", pms_id, None)]
+    assert created["action"] == "create" and created["change_no"] == 1  # substations first
+    row = created["row"]
+    assert (row["SUBS_ID"], row["PMS_EQUIP_ID"], row["SUBS_NAME"]) == (
+        None,
+        pms_id,
+        "110kV嵩山变电站",
+    )
+    assert (row["VOLT_CODE"], row["MT_CAP"], row["RUN_STATUS_CODE"]) == ("AC01101", 80000.0, "01")
+    assert row["ORG_NO"] == created["pms_values"]["org_code"] and row["ORG_NO"].startswith("374")
+    orphans = [
+        m for m in plan.manual if m["rule_id"] == "PARENT_MISSING" and m["field"] == "marketing"
+    ]
+    assert orphans and {m["marketing_value"] for m in orphans} == {"1100000000"} | {"9299999999"}
