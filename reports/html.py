@@ -311,7 +311,11 @@ def _table_data(
     frame = clean_frame(result.findings[fields])
     status = frame["field"] == "status"
     for side in ("pms_value", "marketing_value"):  # status codes as words
-        frame.loc[status, side] = frame.loc[status, side].map(lambda v: t.value("status", v))
+        values = frame.loc[status, side]
+        # only where there is a value: mapping nothing but nulls gives a float column, which
+        # pandas refuses to write into a text column
+        if values.notna().any():
+            frame.loc[status, side] = values.map(lambda v: t.value("status", v))
     columns: dict[str, list[Any]] = {}
     codes: dict[str, list[Any]] = {}
     for name in fields:

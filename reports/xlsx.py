@@ -128,7 +128,11 @@ def _present(result: RunResult, t: Labels, names: dict[str, str]) -> pd.DataFram
     frame["org_name"] = frame["org_code"].map(lambda c: names.get(c, c), na_action="ignore")
     status = frame["field"] == "status"
     for side in ("pms_value", "marketing_value"):
-        frame.loc[status, side] = frame.loc[status, side].map(lambda v: t.value("status", v))
+        values = frame.loc[status, side]
+        # only where there is a value: mapping nothing but nulls gives a float column, which
+        # pandas refuses to write into a text column
+        if values.notna().any():
+            frame.loc[status, side] = values.map(lambda v: t.value("status", v))
     return frame
 
 
