@@ -165,8 +165,13 @@ class Source:
                 columns = sa.inspect(connection).get_columns(table, schema=self.schema)
             self._columns[table] = {}
             for column in columns:
-                self._columns[table].setdefault(column["name"].casefold(), column["name"])
-                self._types[(table, column["name"])] = column["type"]
+                name = column["name"]
+                if self.engine.dialect.name in ("mysql", "mariadb"):
+                    # SQLAlchemy reads MySQL columns from SHOW CREATE TABLE and keeps its
+                    # escaping: a column named a`b comes back as a``b
+                    name = name.replace("``", "`")
+                self._columns[table].setdefault(name.casefold(), name)
+                self._types[(table, name)] = column["type"]
         return self._columns[table]
 
     def column_type(self, table: str, column: str) -> sa.types.TypeEngine:
