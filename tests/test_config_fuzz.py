@@ -2,18 +2,15 @@
 wrong types, out-of-range values. Every one exits 2 with one line on stderr that names the file
 and the key, never a traceback, and no run is written.
 
-The CLI is called in-process (`gridrecon.cli.main`, the console entry point itself), so a few
-hundred cases take seconds; an exception escaping `main` is a traceback a user would have seen,
-and fails the test with it. Each generated file starts from a valid one (checked by the first
-test) and changes exactly one thing.
+The CLI is called in-process (in_process.py: the console entry point itself), so a few hundred
+cases take seconds. Each generated file starts from a valid one (checked by the first test) and
+changes exactly one thing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
-import io
 import json
 import math
 import re
@@ -28,11 +25,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from in_process import Outcome, gridrecon, toml_document
 from sqlalchemy.engine import make_url
 from tiny_grid import AS_OF, Grid
 
 from gridrecon.checks.validity import CHECK_NAMES
-from gridrecon.cli import main
 from gridrecon.sample_data.schema import marketing_metadata, pms_metadata
 
 FUZZ = settings(
@@ -48,27 +45,6 @@ SCHEDULE_STATUS = ("schedule", "status")
 CALENDAR = ("calendar", "--year", "2026")
 
 
-# -- the CLI, in-process ----------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def gridrecon(*args: str) -> Outcome:
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-    return Outcome(code, out.getvalue(), err.getvalue())
-
-
 def escaped(key: str) -> str:
     """A key as a one-line message must show it: unprintable characters as escapes."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in key)
@@ -78,57 +54,13 @@ def assert_refused(outcome: Outcome, file: Path, *needles: str) -> None:
     """Exit 2, one line on stderr, naming the file and every needle; nothing on stdout."""
     seen = (outcome.code, outcome.stdout[-300:], outcome.stderr[-600:])
     assert outcome.code == 2, seen
-    assert "Traceback" not in outcome.stderr, seen
+    assert "Traceback" not in outcome.stderr and outcome.stdout == "", seen
     assert outcome.stderr.endswith("\n") and outcome.stderr.count("\n") == 1, seen
     assert outcome.stderr.startswith("gridrecon: error: "), seen
     assert str(file) in outcome.stderr, seen
     assert "s3cr3t" not in outcome.stderr + outcome.stdout, seen  # a URL's password
     for needle in needles:
         assert needle in outcome.stderr, (needle, seen)
-
-
-# -- TOML, written from Python values ---------------------------------------------------------
-
-
-def toml_string(text: str) -> str:
-    # JSON's escapes are TOML's, except that TOML also forbids a raw DEL
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_string(key)
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)  # nan, inf, -inf and 1e+20 are TOML too
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, (dt.date, dt.time)):  # datetime is a date
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(value)
-
-
-def toml_document(doc: dict[str, Any]) -> str:
-    lines: list[str] = []
-
-    def table(data: dict[str, Any], name: str) -> None:
-        scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
-        tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-        if name and (scalars or not tables):
-            lines.append(f"[{name}]")
-        lines.extend(f"{toml_key(k)} = {toml_value(v)}" for k, v in scalars.items())
-        for key, sub in tables.items():
-            table(sub, f"{name}.{toml_key(key)}" if name else toml_key(key))
-
-    table(doc, "")
-    return "\n".join(lines) + "\n"
 
 
 def write_document(path: Path, doc: dict[str, Any]) -> None:

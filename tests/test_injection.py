@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import MARIADB_URL, PG_URL, _scratch_database
-from test_config_fuzz import gridrecon, toml_document, toml_value
+from in_process import gridrecon, toml_document, toml_value
 from tiny_grid import AS_OF, LINE, Grid
 
 from gridrecon.sample_data.schema import marketing_metadata, pms_metadata
