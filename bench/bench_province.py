@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -102,11 +103,12 @@ def _tree_pss(pids: list[int]) -> int:
     return total
 
 
-def measure(argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Measured:
-    """Run ``argv``; its wall time and peak memory. The peak is the larger of what the kernel
-    reports for the child (wait4: the peak RSS of its largest process) and, while it has worker
-    processes, their memory together sampled every 100 ms, so workers are charged too."""
-    out_path, err_path = workdir / "child.out", workdir / "child.err"
+def measure(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Measured:
+    """Run ``argv``, its output kept in ``log``.out and ``log``.err; its wall time and peak
+    memory. The peak is the larger of what the kernel reports for the child (wait4: the peak RSS
+    of its largest process) and, while it has worker processes, their memory together sampled
+    every 100 ms, so workers are charged too."""
+    out_path, err_path = log.with_suffix(".out"), log.with_suffix(".err")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
@@ -122,9 +124,15 @@ def measure(argv: list[str], workdir: Path, env: dict[str, str] | None = None) -
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # interrupted: the child must not outlive the benchmark
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            stop.set()
         seconds = time.perf_counter() - started
-        stop.set()
         sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
     # ru_maxrss is in kilobytes on Linux (bytes on macOS).
@@ -403,15 +411,28 @@ class Series:
         }
 
 
-def gridrecon_run(gridrecon: list[str], config: Path, kind: str, full_flag: bool) -> RunFigure:
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def gridrecon_run(
+    gridrecon: list[str], config: Path, kind: str, n: int, full_flag: bool
+) -> RunFigure:
     argv = gridrecon + ["run", "--config", str(config), "--as-of", AS_OF]
     if kind == "full" and full_flag:
         argv.append("--full")
-    m = measure(argv, config.parent)
-    if m.exit_code not in (0, 1):
-        raise BenchError(f"gridrecon run ({kind}) exited {m.exit_code}:\n{m.stderr.strip()}")
-    # What the run said about itself: its findings line and how it read (the last line).
+    log = config.parent / f"run-{kind}-{n}"
+    m = measure(argv, log)
     lines = m.stdout.strip().splitlines()
+    # Exit 1 is "findings at or above --fail-on"; a run that crashed exits 1 too, but says
+    # nothing about findings.
+    reported = any("open findings" in line for line in lines)
+    if m.exit_code not in (0, 1) or (m.exit_code == 1 and not reported):
+        raise BenchError(
+            f"gridrecon run ({kind}) exited {m.exit_code} after {m.seconds:.0f} s, peak RSS "
+            f"{_mb(m.peak_rss)}; the end of its stderr ({log}.err):\n{_tail(m.stderr)}"
+        )
+    # What the run said about itself: its findings line and how it read (the last line).
     said = [line for line in lines if "open findings" in line][:1] + lines[-1:]
     said = [line.split("; reports in")[0] for line in dict.fromkeys(said)]
     print(f"  {kind:<12} {m.seconds:8.1f} s  {m.peak_rss / 2**20:7.0f} MB  exit {m.exit_code}  "
@@ -597,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs and --floor-runs must be at least 1")
 
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    # A terminated benchmark stops its child and cleans up, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     pg = make_url(args.pg_url)
     mariadb = make_url(args.mariadb_url)
     if mariadb.get_backend_name() in ("mysql", "mariadb") and "charset" not in mariadb.query:
@@ -604,18 +627,18 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="gridrecon-bench-"))
     created: list[URL] = []
     ok = False
+    figures: dict = {
+        "scale": args.scale,
+        "date": dt.date.today().isoformat(),
+        "commit": git_commit(),
+        "as_of": AS_OF,
+    }
     try:
         gridrecon = gridrecon_command()
         for url in (pg, mariadb):
             if ensure_database(url):
                 created.append(url)
-        figures: dict = {
-            "scale": args.scale,
-            "date": dt.date.today().isoformat(),
-            "commit": git_commit(),
-            "machine": machine(pg, mariadb),
-            "as_of": AS_OF,
-        }
+        figures["machine"] = machine(pg, mariadb)
         print(f"scale {args.scale}; working folder {folder}", flush=True)
 
         # 1. the sample
@@ -628,9 +651,9 @@ def main(argv: list[str] | None = None) -> int:
             argv = gridrecon + ["sample", "--scale", args.scale,
                                 "--pms-url", pg.render_as_string(hide_password=False),
                                 "--marketing-url", mariadb.render_as_string(hide_password=False)]  # fmt: skip
-            m = measure(argv, folder)
+            m = measure(argv, folder / "sample")
             if m.exit_code != 0:
-                raise BenchError(f"gridrecon sample exited {m.exit_code}:\n{m.stderr.strip()}")
+                raise BenchError(f"gridrecon sample exited {m.exit_code}:\n{_tail(m.stderr)}")
             figures["generation"] = {"seconds": m.seconds, "peak_rss_bytes": m.peak_rss}
             print(f"  {m.seconds:.1f} s, peak RSS {_mb(m.peak_rss)}", flush=True)
         figures["rows"] = row_counts(pg, mariadb)
@@ -643,16 +666,19 @@ def main(argv: list[str] | None = None) -> int:
         commands = client_commands(config, pg, mariadb)
         figures["read_floor"] = read_floor(commands, client_env(pg, mariadb), args.floor_runs)
         figures["read_floor"]["queries"] = {s: len(c) for s, c in commands.items()}
+        floor = figures["read_floor"]
+        print(f"  sequential {floor['sequential_s']:.1f} s, parallel {floor['parallel_s']:.1f} s",
+              flush=True)  # fmt: skip
 
         # 4. gridrecon run
         full_flag = has_full_flag(gridrecon)
         figures["full_flag"] = full_flag
         print("gridrecon run …", flush=True)
-        warm = gridrecon_run(gridrecon, config, "warm-up", full_flag)
-        full = Series([gridrecon_run(gridrecon, config, "full", full_flag)
-                       for _ in range(args.runs)])  # fmt: skip
-        incremental = Series([gridrecon_run(gridrecon, config, "incremental", full_flag)
-                              for _ in range(args.runs)])  # fmt: skip
+        warm = gridrecon_run(gridrecon, config, "warm-up", 1, full_flag)
+        full = Series([gridrecon_run(gridrecon, config, "full", n, full_flag)
+                       for n in range(1, args.runs + 1)])  # fmt: skip
+        incremental = Series([gridrecon_run(gridrecon, config, "incremental", n, full_flag)
+                              for n in range(1, args.runs + 1)])  # fmt: skip
         figures["warm_up"] = asdict(warm)
         figures["full_runs"] = [asdict(r) for r in full.runs]
         figures["incremental_runs"] = [asdict(r) for r in incremental.runs]
@@ -666,14 +692,16 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
         ok = True
         return 0
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except sa.exc.SQLAlchemyError as exc:  # unreachable server, no permission, …
-        print(f"benchmark failed: {str(exc).splitlines()[0]}", file=sys.stderr)
+    except (BenchError, sa.exc.SQLAlchemyError) as exc:
+        # SQLAlchemy's: an unreachable server, no permission, … (its first line says which).
+        message = str(exc) if isinstance(exc, BenchError) else str(exc).splitlines()[0]
+        print(f"benchmark failed: {message}", file=sys.stderr)
+        if args.json:  # what was measured before it broke
+            figures["error"] = message
+            args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
         return 1
     finally:
-        if ok:
+        if ok or not any(folder.iterdir()):
             shutil.rmtree(folder, ignore_errors=True)
         else:
             print(f"working folder kept for inspection: {folder}", file=sys.stderr)
