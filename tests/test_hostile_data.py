@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from conftest import MARIADB_URL, PG_URL, _scratch_database, run_cli
 from test_reports_golden import CLEANED, HOSTILE
 from tiny_grid import AS_OF, LINE, Grid
 
+from gridrecon.connectors.normalize import redecode
 from gridrecon.reports.sanitize import looks_like_formula
 from gridrecon.sample_data.schema import marketing_metadata, pms_metadata
 
@@ -419,3 +421,16 @@ def test_gbk_bytes_in_a_latin1_column_are_a_name_mismatch_until_the_mapping_says
     assert not [f for f in findings if f["marketing_id"] == "1" and f["rule_id"] == "ATTR_MISMATCH"]
     # and nothing else changes
     assert len(findings) == len(hostile.findings()) - 1
+
+
+def test_gbk_read_through_either_latin1_convention_decodes_back() -> None:
+    # MariaDB's latin1 is Windows-1252 with its five unassigned bytes (0x81 ...) passed through;
+    # PostgreSQL's LATIN1 is ISO-8859-1. "亐" is GBK 81 80: both conventions' odd corners.
+    text = "35kV亐河口变电站"
+    raw = text.encode("gbk")
+    as_mariadb = "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in raw)
+    as_postgresql = raw.decode("latin-1")
+    read = pd.Series([as_mariadb, as_postgresql, raw, text, "plain", None], dtype=object)
+    assert redecode(read, "gbk").tolist()[:5] == [text, text, text, text, "plain"]
+    # text that cannot be latin1-decoded GBK stays as read
+    assert redecode(pd.Series(["ÿ"], dtype=object), "gbk").tolist() == ["ÿ"]
