@@ -1396,9 +1396,9 @@ def _blocks(scale: str, seed: int, planted: _Planter) -> Iterator[tuple[dict, di
     """The background, one block at a time: (PMS columns per table, marketing columns per table).
 
     A scale larger than BLOCK_SIZE is drawn as several equal blocks, so memory stays that of one
-    block whatever the scale. The first block is drawn from ``seed`` itself, block b
-    from (seed, b): a scale of one block (small, city, province) gives the rows it always gave,
-    and the first block of ``national`` is the province's background.
+    block whatever the scale. The first block is drawn from ``seed`` itself, block b from
+    (seed, b): small, city and province are one draw from ``seed``, and the first block of
+    ``national`` is the province's background.
     """
     totals = SCALES[scale]
     n_blocks = max(math.ceil(n / size) for n, size in zip(totals, BLOCK_SIZE))
