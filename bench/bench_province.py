@@ -160,8 +160,9 @@ def gridrecon_command() -> list[str]:
 
 
 def _server_url(url: URL) -> URL:
-    """The same server, database the server always has (PostgreSQL) or none (MariaDB)."""
-    return url.set(database="postgres" if url.get_backend_name() == "postgresql" else None)
+    """The same server, database the server always has (PostgreSQL) or none (MariaDB: an empty
+    name connects to no database; set() would keep the old name for None)."""
+    return url.set(database="postgres" if url.get_backend_name() == "postgresql" else "")
 
 
 def ensure_database(url: URL) -> bool:
