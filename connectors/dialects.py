@@ -115,6 +115,8 @@ _DROPPED_TEXT = (
     "broken pipe",
     "unexpected eof",
     "consuming input failed",
+    "server disconnected",  # connectorx's own MySQL client
+    "connection refused",
 )
 
 

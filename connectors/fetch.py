@@ -13,9 +13,12 @@ in; the fast paths skip both.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
-import threading
+import subprocess
+import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -91,28 +94,33 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
     sql = str(
         text_dates.compile(dialect=source.engine.dialect, compile_kwargs={"literal_binds": True})
     )
-    # connectorx wraps the query in its own SELECTs, so a per-statement timeout cannot be
-    # written into it; a watchdog cancels it on the server instead, found by a marker comment.
+    # connectorx wraps the query in its own SELECTs, so no per-statement timeout can be written
+    # into it, and it holds the interpreter lock while it reads: a watchdog process cancels the
+    # statement on the server instead, finding it by a marker comment.
     marker = f"gridrecon:{secrets.token_hex(8)}"
     sql = sql.replace("SELECT", f"SELECT /* {marker} */", 1)
-    watchdog = _Watchdog(source, marker)
+    timeout = source.config.statement_timeout
+    watchdog = _start_watchdog(source, marker) if timeout else None
+    began = time.monotonic()
     try:
-        with warnings.catch_warnings():  # connectorx 0.4 uses a pandas internal pandas 3 deprecates
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", message="make_block is deprecated")
+        with warnings.catch_warnings():  # connectorx 0.4 uses pandas internals pandas 3 deprecates
+            warnings.simplefilter("ignore")
             frame = connectorx.read_sql(
                 connectorx_url(source.config.url), sql, return_type="pandas"
             )
-    except BaseException as exc:
-        if watchdog.fired:
-            raise StatementTimeout(f"statement timeout: {exc}") from None
-        if type(exc).__name__ == "PanicException":  # a value connectorx cannot represent
-            log.warning("%s: the fast reader failed (%s); reading generically", source.system, exc)
+    except BaseException as error:  # PanicException is a BaseException
+        if timeout and time.monotonic() - began >= timeout:
+            raise StatementTimeout(f"statement timeout: {error}") from None
+        if type(error).__name__ == "PanicException":  # a value connectorx cannot represent
+            log.warning(
+                "%s: the fast reader failed (%s); reading generically", source.system, error
+            )
             yield from generic(source, statement)
             return
         raise
     finally:
-        watchdog.cancel()
+        if watchdog is not None:
+            _stop_watchdog(watchdog)
     source.rows_fetched += len(frame)
     yield _as_python_values(frame)
 
@@ -121,39 +129,38 @@ class StatementTimeout(Exception):
     """The server cancelled a statement that ran past the source's statement_timeout."""
 
 
-class _Watchdog:
-    """After statement_timeout seconds, KILL QUERY the statement carrying `marker`.
+def _start_watchdog(source: Source, marker: str) -> subprocess.Popen:
+    """connectors/watchdog.py, told (on stdin: the URL holds a password) what to cancel when."""
+    url = source.config.url
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gridrecon.connectors.watchdog"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    order = {
+        "host": url.host,
+        "port": url.port or 3306,
+        "user": url.username,
+        "password": url.password,
+        "marker": marker,
+        "after": source.config.statement_timeout,
+    }
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(order) + "\n")
+    process.stdin.flush()
+    return process
 
-    A session may see and cancel its own user's statements without extra privileges.
-    """
 
-    def __init__(self, source: Source, marker: str):
-        self.fired = False
-        self._source = source
-        self._marker = marker
-        self._timer: threading.Timer | None = None
-        if source.config.statement_timeout:
-            self._timer = threading.Timer(source.config.statement_timeout, self._cancel_query)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _cancel_query(self) -> None:
-        self.fired = True
-        try:
-            with self._source.engine.connect() as connection:
-                ids = connection.exec_driver_sql(
-                    "SELECT ID FROM information_schema.PROCESSLIST "
-                    "WHERE INFO LIKE %s AND ID <> CONNECTION_ID()",
-                    (f"%{self._marker}%",),
-                ).scalars()
-                for thread_id in ids:
-                    connection.exec_driver_sql(f"KILL QUERY {int(thread_id)}")
-        except Exception as exc:  # the read itself reports what went wrong
-            log.warning("%s: could not cancel a slow query: %s", self._source.system, exc)
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+def _stop_watchdog(process: subprocess.Popen) -> None:
+    assert process.stdin is not None
+    process.stdin.close()  # its signal to stop
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _temporal_as_text(source: Source, column: Any) -> Any:

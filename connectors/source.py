@@ -9,6 +9,7 @@ error naming the mapping key and what does exist: it is never formatted into SQL
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from ..core.config import SourceConfig, display_url
 from ..core.errors import MappingError, SourceError
 from .dialects import DRIVER_PACKAGES, read_only_url, session_setup
 from .mapping import Mapping
+
+# SQLAlchemy logs a failed connection reset (after a dropped connection) at ERROR with a
+# traceback; the reader reports the drop itself, in one line. Without a handler somewhere,
+# Python's last-resort handler would print that traceback on stderr.
+logging.getLogger("sqlalchemy").addHandler(logging.NullHandler())
 
 
 @dataclass
