@@ -9,6 +9,7 @@ one line naming the system and the table, and leave the state store byte for byt
 from __future__ import annotations
 
 import hashlib
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -195,3 +196,51 @@ def test_a_connection_that_keeps_dropping_fails_cleanly(system, sources, tmp_pat
     assert f"{system}: table {table}: the connection dropped 2 times" in message
     assert "retries = 1" in message
     assert digest(tmp_path / "state.sqlite") == store
+
+
+@pytest.mark.postgres
+@pytest.mark.mariadb
+def test_under_load_a_second_run_is_refused_and_a_kill_in_the_write_phase_loses_nothing(
+    pg_database, mariadb_database, tmp_path
+) -> None:
+    """At city scale (about 66,000 records; the province-scale figures are the benchmark's),
+    with the state store on PostgreSQL beside PMS, as a production install would have it."""
+    from test_history import _start_paused_run, _store_dump
+    from test_incremental import quiet_transformers
+
+    generate(pg_database, mariadb_database, scale="city")
+    config = tmp_path / "gridrecon.toml"
+    config.write_text(
+        f'[pms]\nurl = "{pg_database}"\n[marketing]\nurl = "{mariadb_database}"\n'
+        f'[state]\nurl = "{pg_database}"\n[report]\ndir = "{tmp_path / "reports"}"\n',
+        encoding="utf-8",
+    )
+    first = run_cli("run", "--config", str(config), "--as-of", "2026-11-20")
+    assert first.code == 0, first.stderr
+    ((quiet, _),) = quiet_transformers(mariadb_database, 1)
+    change_engine = sa.create_engine(mariadb_database)
+    with change_engine.begin() as connection:  # something for the next run to write
+        connection.exec_driver_sql(f"UPDATE G_TRAN SET PLATE_CAP = 1 WHERE EQUIP_ID = {quiet}")
+    change_engine.dispose()
+    before = _store_dump(pg_database)
+
+    victim = _start_paused_run(config)  # every write done, the commit not yet
+    try:
+        second = run_cli("run", "--config", str(config), "--as-of", "2026-11-20")
+        assert second.code == 2
+        assert "another run in progress since" in second.stderr
+        assert f"pid {victim.pid}" in second.stderr
+        assert "\n" not in second.stderr.strip()
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+
+    assert _store_dump(pg_database) == before
+    after = run_cli("run", "--config", str(config), "--as-of", "2026-11-20")
+    assert after.code == 0, after.stderr
+    opened = [
+        int(line.split()[0])
+        for line in (first.stdout + after.stdout).splitlines()
+        if "open findings" in line
+    ]
+    assert opened[1] == opened[0] + 1  # the capacity change is now a finding
