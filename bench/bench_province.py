@@ -378,6 +378,9 @@ url = "sqlite:///state.sqlite"
 
 [report]
 dir = "reports"
+
+[incremental]                 # nights without --full read only what changed
+enabled = true
 """,
         encoding="utf-8",
     )

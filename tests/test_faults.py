@@ -9,6 +9,7 @@ one line naming the system and the table, and leave the state store byte for byt
 from __future__ import annotations
 
 import hashlib
+import shutil
 import signal
 import threading
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import run_cli
+from conftest import SAMPLE, run_cli
 
 from gridrecon.sample_data import generate
 
@@ -244,3 +245,30 @@ def test_under_load_a_second_run_is_refused_and_a_kill_in_the_write_phase_loses_
         if "open findings" in line
     ]
     assert opened[1] == opened[0] + 1  # the capacity change is now a finding
+
+
+def test_a_source_unreachable_at_the_start_leaves_the_store_as_it_was(tmp_path) -> None:
+    for name in ("pms.sqlite", "marketing.sqlite"):
+        shutil.copy(SAMPLE / name, tmp_path / name)
+    config = write_config(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'pms.sqlite'}",
+        f"sqlite:///{tmp_path / 'marketing.sqlite'}",
+        "",
+    )
+    assert run_cli("run", "--config", str(config)).code in (0, 1)
+    store = digest(tmp_path / "state.sqlite")
+    latest = (tmp_path / "reports" / "latest").resolve()
+    text = config.read_text(encoding="utf-8").replace(
+        f"sqlite:///{tmp_path / 'marketing.sqlite'}",
+        "mysql+pymysql://steward:s3cret-pw@127.0.0.1:1/sg186",
+    )
+    config.write_text(text, encoding="utf-8")
+    result = run_cli("run", "--config", str(config))
+    assert result.code == 2
+    message = result.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message
+    assert "cannot connect to the marketing database" in message
+    assert "steward:***@127.0.0.1:1/sg186" in message and "s3cret-pw" not in message
+    assert digest(tmp_path / "state.sqlite") == store
+    assert (tmp_path / "reports" / "latest").resolve() == latest
