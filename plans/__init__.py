@@ -9,13 +9,29 @@ staging.py). The import layout comes from a template file (template.py, template
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..core.config import Config
-from .apply import ApplyReport, PlanRefused, apply_plan
-from .build import Plan, build_plan
-from .files import load_plan, write_plan
-from .template import load_template
+if TYPE_CHECKING:
+    from ..core.config import Config
+    from .build import Plan
+
+# Loaded on first use: `gridrecon --help` (which imports the plan commands) stays fast.
+_EXPORTS = {
+    "ApplyReport": ".apply",
+    "PlanRefused": ".apply",
+    "apply_plan": ".apply",
+    "Plan": ".build",
+    "build_plan": ".build",
+    "load_plan": ".files",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_plan(
@@ -30,6 +46,10 @@ def make_plan(
     created_by: str | None = None,
 ) -> tuple[Plan, Path]:
     """Build the plan for a stored run and write its folder; returns the plan and the folder."""
+    from .build import build_plan
+    from .files import write_plan
+    from .template import load_template
+
     plan = build_plan(
         config,
         run,
