@@ -268,7 +268,8 @@ def run(
                 started_at,
                 config.incremental.lag_minutes,
                 config.incremental.full_sweep_days,
-                force_full=full or previous is None,
+                force_full=full,
+                first_run=previous is None,
             )
             log.info(
                 "reading %s: %s",

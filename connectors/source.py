@@ -15,13 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from ..core.config import SourceConfig, display_url
+from ..core.config import SourceConfig, display_url, scrubbed
 from ..core.errors import MappingError, SourceError
 from .dialects import DRIVER_PACKAGES, read_only_url, session_setup
 from .mapping import Mapping
@@ -116,13 +115,7 @@ class Source:
 
     def scrub(self, exc: BaseException) -> str:
         """The driver's own first line, with the password (if any) removed."""
-        orig = getattr(exc, "orig", None) or exc
-        text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-        password = self.config.url.password
-        if password:
-            text = text.replace(str(password), "***")
-            text = text.replace(quote(str(password), safe=""), "***")  # as spelled in a URL
-        return text
+        return scrubbed(exc, self.config.url)
 
     # -- catalogue -----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import URL, make_url
@@ -111,6 +112,17 @@ class Config:
 def display_url(url: URL) -> str:
     """The URL as it may appear in logs, messages and reports: password masked."""
     return url.render_as_string(hide_password=True)
+
+
+def scrubbed(error: BaseException, url: URL) -> str:
+    """A driver error's first line as it may be shown: the URL's password masked, as typed and as
+    spelled inside a URL."""
+    orig = getattr(error, "orig", None) or error
+    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    if url.password:
+        for spelled in {str(url.password), quote(str(url.password), safe="")}:
+            text = text.replace(spelled, "***")
+    return text
 
 
 def resolve_config_path(given: Path | None) -> Path:

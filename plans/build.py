@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..checks.findings import FINDING_FIELDS
 from ..checks.result import OPEN_STATES
 from ..checks.settings import RULES
 from ..connectors.mapping import ASSET_TYPES
@@ -36,6 +37,11 @@ from ..core.errors import ConfigError
 from ..reports.sanitize import clean_value
 from ..sync.matching import PARENT_TYPE
 from .template import Sheet, Template, load_template
+
+# What a manual-handling item repeats of its finding: all but the finding's history.
+MANUAL_FINDING_FIELDS = tuple(
+    f for f in FINDING_FIELDS if f not in ("state", "first_seen", "last_seen", "waived")
+)
 
 PLAN_FORMAT = 1
 # The ATTR_MISMATCH fields a plan corrects by taking the PMS value.
@@ -403,24 +409,7 @@ class _Builder:
         self.plan.manual.sort(key=lambda m: (m["rule_id"], m["asset_type"], m["finding_id"]))
 
     def manual(self, finding: dict[str, Any], why: str) -> None:
-        item = {
-            key: finding[key]
-            for key in (
-                "finding_id",
-                "rule_id",
-                "severity",
-                "asset_type",
-                "pms_id",
-                "marketing_id",
-                "asset_name",
-                "org_code",
-                "field",
-                "pms_value",
-                "marketing_value",
-                "detail",
-                "owner",
-            )
-        }
+        item = {key: finding[key] for key in MANUAL_FINDING_FIELDS}
         item["why"] = why
         item["candidates"] = (
             candidates(finding["detail"]) if finding["rule_id"] == "UNLINKED" else []

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..core.errors import ConfigError
 from ..reports.sanitize import clean_value, csv_cell, looks_like_formula, sheet_name, xlsx_text
-from .build import PLAN_FORMAT, Plan
+from .build import MANUAL_FINDING_FIELDS, PLAN_FORMAT, Plan
 from .staging import render_sql, staging_row
 from .template import Template
 
@@ -54,18 +54,7 @@ CHANGE_COLUMNS = [
     "pms_values",
 ]
 MANUAL_COLUMNS = [
-    "finding_id",
-    "rule_id",
-    "severity",
-    "asset_type",
-    "pms_id",
-    "marketing_id",
-    "asset_name",
-    "org_code",
-    "field",
-    "pms_value",
-    "marketing_value",
-    "owner",
+    *(f for f in MANUAL_FINDING_FIELDS if f != "detail"),
     "why",
     "candidates",
     "detail",

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateTable
 
 from ..connectors.mapping import ASSET_TYPES
-from ..core.config import Config, display_url
+from ..core.config import Config, display_url, scrubbed
 from ..core.errors import ConfigError, GridreconError
 from .template import Sheet, Template
 
@@ -321,11 +321,7 @@ class Staging:
         return self._engine
 
     def scrub(self, exc: BaseException) -> str:
-        orig = getattr(exc, "orig", None) or exc
-        text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        if self.url.password:
-            text = text.replace(str(self.url.password), "***")
-        return text
+        return scrubbed(exc, self.url)
 
     def dispose(self) -> None:
         if self._engine is not None:

@@ -100,12 +100,15 @@ def plan_read(
     lag_minutes: int,
     full_sweep_days: int,
     force_full: bool,
+    first_run: bool = False,
 ) -> ReadPlan:
     """Decide whether this run may read incrementally, and from when."""
     if not enabled:
         return ReadPlan("full", "incremental reads are off")
     if force_full:
         return ReadPlan("full", "--full was given")
+    if first_run:
+        return ReadPlan("full", "the state store has no completed run")
     snapshot = load(folder)
     if snapshot is None:
         return ReadPlan("full", "no snapshot of an earlier run")

@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..checks.findings import BUILT_FIELDS
-from ..core.config import display_url
+from ..core.config import display_url, scrubbed
 from ..core.errors import ConfigError, GridreconError
 
 OPEN_STATES = ("new", "open", "reopened")
@@ -146,11 +146,7 @@ class StateStore:
         return self._engine
 
     def _scrub(self, exc: BaseException) -> str:
-        orig = getattr(exc, "orig", None) or exc
-        text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        if self.url.password:
-            text = text.replace(str(self.url.password), "***")
-        return text
+        return scrubbed(exc, self.url)
 
     def dispose(self) -> None:
         if self._engine is not None:
