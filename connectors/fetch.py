@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gridrecon")
 
+# connectorx 0.4 builds its frames with a pandas internal that pandas 3 deprecates. A filter set
+# once, not a catch_warnings() around each read: that is process-wide state, and another thread
+# (the Great Expectations import) restoring its own copy of it would drop ours mid-read.
+warnings.filterwarnings("ignore", message="make_block is deprecated")
+
 
 def frame_from_rows(rows: list[Any], keys: list[str]) -> pd.DataFrame:
     """Rows (tuples or SQLAlchemy Rows) as a frame of Python values, built column by column.
@@ -103,11 +108,7 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
     watchdog = _start_watchdog(source, marker) if timeout else None
     began = time.monotonic()
     try:
-        with warnings.catch_warnings():  # connectorx 0.4 uses pandas internals pandas 3 deprecates
-            warnings.simplefilter("ignore")
-            frame = connectorx.read_sql(
-                connectorx_url(source.config.url), sql, return_type="pandas"
-            )
+        frame = connectorx.read_sql(connectorx_url(source.config.url), sql, return_type="pandas")
     except BaseException as error:  # PanicException is a BaseException
         if timeout and time.monotonic() - began >= timeout:
             raise StatementTimeout(f"statement timeout: {error}") from None

@@ -435,6 +435,8 @@ def apply_changes(
     for table, ids in touched.items():
         in_table = previous["source_table"] == table
         drop |= in_table if ids is None else in_table & previous["source_id"].isin(ids)
+    if not drop.any() and changed.empty:  # a quiet night: no copy of a province's records
+        return previous, pd.Series(False, index=previous.index)
     kept = previous[~drop]
     merged = pd.concat([kept, changed], ignore_index=True)
     fresh = pd.Series(False, index=merged.index)

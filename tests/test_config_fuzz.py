@@ -825,6 +825,8 @@ def test_a_table_or_column_the_database_does_not_have_exits_two_naming_the_key(
 ) -> None:
     which, key = where
     assume(name.casefold() not in DATABASE_NAMES)
+    # a NUL is refused before the catalogue is asked ("holds a NUL character"), also exit 2
+    assume("\x00" not in name)
     world.reset()
     path = write_mapping(world, which, changed(mapping_file(world, which)[1], key, name))
     shown = shown_path(key[:-1] if key[-1] == "column" else key)
@@ -832,6 +834,13 @@ def test_a_table_or_column_the_database_does_not_have_exits_two_naming_the_key(
     # validate lists every such problem, under the key, and exits 2
     outcome = gridrecon(*VALIDATE, "--config", str(world.config))
     assert outcome.code == 2 and shown in outcome.stdout, outcome
+
+
+def test_a_mapped_name_holding_a_nul_exits_two_naming_the_key(world: World) -> None:
+    world.reset()
+    key = ("substation", "tables", 0, "table")
+    path = write_mapping(world, "pms", changed(mapping_file(world, "pms")[1], key, "T_SB\x00DZ"))
+    refused_by_all(world, [RUN], path, shown_path(key), "NUL character")
 
 
 @pytest.mark.parametrize(
