@@ -18,19 +18,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..connectors.mapping import ASSET_TYPES, CANONICAL_STATUSES, HAS_PARENT
+from ..connectors.mapping import ASSET_TYPES, CANONICAL_STATUSES, HAS_PARENT, MAPPED_FIELDS
 from ..core.errors import ConfigError
 from ..core.toml_section import Section, read_toml
 
-# Canonical fields an import column can carry (the parent has its own two columns).
-TEMPLATE_FIELDS = (
-    "pms_id",
-    "name",
-    "voltage_kv",
-    "capacity_kva",
-    "org_code",
-    "status",
-    "commissioned_on",
+# Canonical fields an import column can carry: the mapped ones but the record's own key and
+# times, which the marketing system assigns (the parent has its own two columns).
+TEMPLATE_FIELDS = tuple(
+    f for f in MAPPED_FIELDS if f not in ("source_id", "recorded_at", "updated_at")
 )
 NUMERIC_FIELDS = ("voltage_kv", "capacity_kva")
 # gridrecon's own columns of every staging table: no template column may take these names.
