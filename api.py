@@ -121,7 +121,9 @@ def _summarise(read: SourceRead, seconds: float) -> SourceSummary:
     )
 
 
-def pull(config: Config, progress: Progress | None = None, plan: Any = None) -> Pulled:
+def pull(
+    config: Config, progress: Progress | None = None, plan: incremental.ReadPlan | None = None
+) -> Pulled:
     """Read both systems into canonical records (and the org tree, for reports).
 
     With an incremental read plan (sync/incremental.py), only the rows changed since the plan's
@@ -152,7 +154,7 @@ def pull(config: Config, progress: Progress | None = None, plan: Any = None) -> 
         return read, _summarise(read, time.monotonic() - began)
 
     try:
-        # Both systems at once: each waits mostly on its own database server.
+        # Both systems at once, so that one database's work overlaps the other's reading.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridrecon-read") as pool:
             done = dict(zip(sources, pool.map(read, sources)))
         reads = {system: pair[0] for system, pair in done.items()}
