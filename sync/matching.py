@@ -33,14 +33,32 @@ class AssetMatch:
                      marketing: the stored pms_id of its marketing parent, where unambiguous)
     and on pms: linked (some marketing record carries its id);
     on marketing: link (none / linked / dangling) and duplicate_link (its pms_id is shared).
-    pairs: the linked pairs that can be compared, one row per marketing record, columns of both
-    sides suffixed _pms and _mkt, plus row_pms / row_mkt (the records' index labels).
+    pairs: the linked pairs that can be compared, one row per marketing record, the PAIR_COLUMNS
+    of both sides suffixed _pms and _mkt, plus row_pms / row_mkt (the records' index labels).
     """
 
     asset_type: str
     pms: pd.DataFrame
     marketing: pd.DataFrame
     pairs: pd.DataFrame
+
+
+# What the rules read of a pair: the compared fields, and what a finding about a pair shows. Only
+# these are joined: a province has half a million pairs, and every column more is copied twice.
+PAIR_COLUMNS = [
+    "source_id",
+    "pms_id",
+    "name",
+    "name_key",
+    "voltage_kv",
+    "capacity_kva",
+    "org_code",
+    "status",
+    "parent_source_id",
+    "parent_pms_id",
+    "commissioned_on",
+    "recorded_at",
+]
 
 
 def _duplicated_ids(ids: pd.Series) -> pd.Series:
@@ -91,10 +109,11 @@ def match_asset(
     ]
     comparable_pms = pms[~pms["duplicate_id"]]
     pairs = (
-        comparable_mkt.rename_axis("row_mkt")
+        comparable_mkt[PAIR_COLUMNS]
+        .rename_axis("row_mkt")
         .reset_index()
         .merge(
-            comparable_pms.rename_axis("row_pms").reset_index(),
+            comparable_pms[PAIR_COLUMNS].rename_axis("row_pms").reset_index(),
             left_on="pms_id",
             right_on="source_id",
             suffixes=("_mkt", "_pms"),
