@@ -116,13 +116,15 @@ def name_key(names: pd.Series) -> pd.Series:
     """The comparison key of SPEC §4: NFKC, no whitespace, case-folded, 号 ≡ #."""
 
     normalize = unicodedata.normalize
-    # str.split() without arguments splits on exactly the characters str.isspace() knows
-    keys = [
-        "".join(normalize("NFKC", name).split()).casefold().replace("号", "#")
-        if isinstance(name, str)
-        else None
-        for name in names.to_numpy(dtype=object, na_value=None)
-    ]
+
+    def key(name: Any) -> Any:
+        if not isinstance(name, str):
+            return None
+        # str.split() without arguments splits on exactly the characters str.isspace() knows
+        folded = "".join(normalize("NFKC", name).split()).casefold().replace("号", "#")
+        return name if folded == name else folded  # most names are their own key: one string
+
+    keys = [key(name) for name in names.to_numpy(dtype=object, na_value=None)]
     return pd.Series(keys, index=names.index, dtype="str")
 
 
