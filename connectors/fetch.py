@@ -177,13 +177,10 @@ def _temporal_as_text(source: Source, column: Any) -> Any:
 
 def _as_python_values(frame: pd.DataFrame) -> pd.DataFrame:
     """connectorx's typed columns as the Python values the generic path would give."""
-    out = pd.DataFrame(index=frame.index)
-    for name, values in frame.items():
-        if values.dtype.kind in "iub" or isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
-            out[name] = pd.Series(values.astype(object).where(values.notna(), None), dtype=object)
-        else:
-            out[name] = values.astype(object).where(values.notna(), None)
-    return out
+    return pd.DataFrame(
+        {name: values.astype(object).where(values.notna(), None) for name, values in frame.items()},
+        index=frame.index,
+    )
 
 
 def connectorx_url(url: sa.URL) -> str:

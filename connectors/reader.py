@@ -179,7 +179,7 @@ def read_statement(
                 raise  # unreachable at the start: nothing to retry
             kind = failure_kind(driver_error) if driver_error is not None else "dropped"
             message = str(exc)
-        except (MappingError, KeyboardInterrupt):
+        except MappingError:
             raise
         except Exception as exc:  # a fast path's own driver error
             kind = failure_kind(exc)
