@@ -55,11 +55,18 @@ def compute_metrics(
     period: str,
     parents: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    parents = parents or {}
-    start = period_start(as_of, period)
+    return metrics_as_of(metric_counts(matches, findings, deadlines), as_of, period, parents)
+
+
+def metric_counts(
+    matches: dict[str, AssetMatch], findings: pd.DataFrame, deadlines: dict[str, pd.Series]
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """What the metrics count, before as_of picks what is due: per asset type, the counts per
+    org that hold whatever the date, and the assets with a deadline, counted by (org,
+    deadline, commissioning day, on time). Small: a night without changes keeps them."""
     mismatched = findings.loc[findings["rule_id"] == "ATTR_MISMATCH", ["pms_id", "marketing_id"]]
     mismatched_keys = set(zip(mismatched["pms_id"], mismatched["marketing_id"]))
-    rows = []
+    counted = {}
     for asset_type, match in matches.items():
         in_service = ~match.pms["duplicate_id"] & (match.pms["status"] == "in_service")
         pms = match.pms.loc[
@@ -82,9 +89,6 @@ def compute_metrics(
         due = deadlines.get(asset_type, pd.Series(dtype="datetime64[us]"))
         judged = pms.loc[pms.index.intersection(due.index)].copy()
         judged["deadline"] = due[judged.index]
-        judged = judged[judged["deadline"] < pd.Timestamp(as_of)]
-        if start is not None:
-            judged = judged[judged["commissioned_on"] >= pd.Timestamp(start)]
         first_marketing = (
             match.marketing[~match.marketing["duplicate_id"]].groupby("pms_id")["recorded_at"].min()
         )
@@ -97,17 +101,42 @@ def compute_metrics(
             & (pms_day[judged.index] <= judged["deadline"])
             & (mkt_day[judged.index] <= judged["deadline"])
         )
+        undated = pd.DataFrame(
+            {
+                "pms_assets": pms.groupby("org").size(),
+                "linked": pms.groupby("org")["linked"].sum(),
+                "pairs": pairs.groupby("org").size(),
+                "consistent_pairs": pairs.groupby("org")["consistent"].sum(),
+            }
+        )
+        with_deadline = (
+            judged.groupby(["org", "deadline", "commissioned_on", "on_time"])
+            .size()
+            .rename("assets")
+            .reset_index()
+        )
+        counted[asset_type] = (undated, with_deadline)
+    return counted
 
+
+def metrics_as_of(
+    counted: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    as_of: dt.date,
+    period: str,
+    parents: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """The metrics table as of as_of, from metric_counts."""
+    parents = parents or {}
+    start = period_start(as_of, period)
+    rows = []
+    for asset_type, (undated, with_deadline) in counted.items():
+        due = with_deadline[with_deadline["deadline"] < pd.Timestamp(as_of)]
+        if start is not None:
+            due = due[due["commissioned_on"] >= pd.Timestamp(start)]
         counts = (
-            pd.DataFrame(
-                {
-                    "pms_assets": pms.groupby("org").size(),
-                    "linked": pms.groupby("org")["linked"].sum(),
-                    "pairs": pairs.groupby("org").size(),
-                    "consistent_pairs": pairs.groupby("org")["consistent"].sum(),
-                    "due": judged.groupby("org").size(),
-                    "on_time": judged.groupby("org")["on_time"].sum(),
-                }
+            undated.assign(
+                due=due.groupby("org")["assets"].sum(),
+                on_time=due[due["on_time"]].groupby("org")["assets"].sum(),
             )
             .fillna(0)
             .astype("int64")

@@ -34,6 +34,10 @@ class Judgement:
     findings: pd.DataFrame
     invalid: dict[tuple[str, str], pd.DataFrame]  # (system, asset type) -> validity failures
     deadlines: dict[str, pd.Series]  # asset type -> ARCHIVE_OVERDUE deadline per PMS row
+    # What the findings are made of, split by whether they depend on as_of; a night on which
+    # no record changed builds its findings from these (see sync/incremental.py):
+    undated: pd.DataFrame  # every rule's findings but ARCHIVE_OVERDUE/PENDING, unfinalized
+    unarchived: dict[str, pd.DataFrame]  # asset type -> in-service PMS assets not in marketing
 
 
 class Judge:
@@ -87,6 +91,7 @@ class Judge:
         parts: list[pd.DataFrame] = []
         invalid: dict[tuple[str, str], pd.DataFrame] = {}
         deadlines: dict[str, pd.Series] = {}
+        unarchived: dict[str, pd.DataFrame] = {}
         enabled = self.settings.enabled
         for asset_type, match in matches.items():
             for system, frame in (("pms", match.pms), ("marketing", match.marketing)):
@@ -106,14 +111,25 @@ class Judge:
             parts.extend(self.links(match))
             if enabled("ATTR_MISMATCH"):
                 parts.append(self.attribute_mismatches(match, invalid))
-            timeliness, deadlines[asset_type] = self.timeliness(match, invalid)
-            parts.extend(timeliness)
-        severity = {rule: self.settings.severity(rule) for rule in self.settings.rules}
+            late, deadlines[asset_type], unarchived[asset_type] = self.timeliness(match, invalid)
+            parts.extend(late)
+        undated = pd.concat([p for p in parts if len(p)] or [findings.empty()], ignore_index=True)
         return Judgement(
-            findings=findings.finalize(parts, severity, self.settings.owner),
+            findings=self.findings(undated, unarchived),
             invalid=invalid,
             deadlines=deadlines,
+            undated=undated,
+            unarchived=unarchived,
         )
+
+    def findings(self, undated: pd.DataFrame, unarchived: dict[str, pd.DataFrame]) -> pd.DataFrame:
+        """The run's findings: those that hold whatever the date, and the deadlines as of
+        as_of of the assets still not in marketing."""
+        parts = [undated]
+        for asset_type, assets in unarchived.items():
+            parts.extend(self.deadline_findings(asset_type, assets))
+        severity = {rule: self.settings.severity(rule) for rule in self.settings.rules}
+        return findings.finalize(parts, severity, self.settings.owner)
 
     def _validate(self, system: str, asset_type: str, judged: pd.DataFrame) -> pd.DataFrame:
         """Validity failures of the judged records; with a memory of an earlier run, only the
@@ -419,7 +435,9 @@ class Judge:
 
     def timeliness(
         self, match: AssetMatch, invalid: dict[tuple[str, str], pd.DataFrame]
-    ) -> tuple[list[pd.DataFrame], pd.Series]:
+    ) -> tuple[list[pd.DataFrame], pd.Series, pd.DataFrame]:
+        """ARCHIVE_LATE findings, each judged asset's ARCHIVE_OVERDUE deadline, and the judged
+        assets not in marketing (deadline_findings turns them into findings as of as_of)."""
         asset_type = match.asset_type
         pms = match.pms
         bad_dates = _invalid_pairs(invalid[("pms", asset_type)])
@@ -432,51 +450,57 @@ class Judge:
         if self.settings.timeliness_since is not None:
             judged &= pms["commissioned_on"] >= pd.Timestamp(self.settings.timeliness_since)
         subjects = pms[judged]
-        out: list[pd.DataFrame] = []
-        enabled = self.settings.enabled
         n_due = self.settings.rules["ARCHIVE_OVERDUE"].deadline_working_days
         due = self.calendar.deadlines(subjects["commissioned_on"], n_due)
         due = pd.to_datetime(due).astype("datetime64[us]")
-
         unlinked = subjects[~subjects["linked"]]
-        overdue = unlinked[due[unlinked.index] < self.as_of_ts]
-        pending = unlinked[due[unlinked.index] >= self.as_of_ts]
+        unarchived = unlinked[["source_id", "name", "org_code", "commissioned_on"]].assign(
+            due=due[unlinked.index]
+        )
+        late = self._late(match, subjects) if self.settings.enabled("ARCHIVE_LATE") else []
+        return late, due, unarchived
+
+    def deadline_findings(self, asset_type: str, unarchived: pd.DataFrame) -> list[pd.DataFrame]:
+        """ARCHIVE_OVERDUE and ARCHIVE_PENDING as of as_of, for assets not in marketing."""
+        out: list[pd.DataFrame] = []
+        n_due = self.settings.rules["ARCHIVE_OVERDUE"].deadline_working_days
+        due = unarchived["due"]
         between = self.calendar.working_days_between
-        for rule, unarchived, count, wording in (
+        for rule, unarchived_now, count, wording in (
             (
                 "ARCHIVE_OVERDUE",
-                overdue,
+                unarchived[due < self.as_of_ts],
                 lambda day: between(day, self.as_of),
                 (", not in marketing; ", " working days overdue"),
             ),
             (
                 "ARCHIVE_PENDING",
-                pending,
+                unarchived[due >= self.as_of_ts],
                 lambda day: between(self.as_of, day),
                 (", not in marketing yet; ", " working days left"),
             ),
         ):
-            if not enabled(rule) or unarchived.empty:
+            if not self.settings.enabled(rule) or unarchived_now.empty:
                 continue
-            days = [count(d.date()) for d in due[unarchived.index]]
+            days = [count(d.date()) for d in unarchived_now["due"]]
             out.append(
                 findings.build(
                     rule,
                     asset_type,
                     "pms",
-                    unarchived.index,
-                    pms_id=unarchived["source_id"],
-                    asset_name=unarchived["name"],
-                    org_code=unarchived["org_code"],
-                    detail=_due_text(unarchived["commissioned_on"], due[unarchived.index], n_due)
+                    unarchived_now.index,
+                    pms_id=unarchived_now["source_id"],
+                    asset_name=unarchived_now["name"],
+                    org_code=unarchived_now["org_code"],
+                    detail=_due_text(
+                        unarchived_now["commissioned_on"], unarchived_now["due"], n_due
+                    )
                     + wording[0]
-                    + pd.Series(days, index=unarchived.index).astype("str")
+                    + pd.Series(days, index=unarchived_now.index).astype("str")
                     + wording[1],
                 )
             )
-        if enabled("ARCHIVE_LATE"):
-            out.extend(self._late(match, subjects))
-        return out, due
+        return out
 
     def _late(self, match: AssetMatch, subjects: pd.DataFrame) -> list[pd.DataFrame]:
         asset_type = match.asset_type
