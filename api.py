@@ -6,6 +6,7 @@ run however it is started.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -19,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from .checks.calendar import WorkingCalendar
-from .checks.metrics import compute_metrics
+from .checks.metrics import metric_counts, metrics_as_of
 from .checks.result import RunResult, SourceSummary
 from .checks.rules import Judge
 from .checks.settings import RuleSettings
@@ -27,15 +28,16 @@ from .connectors.mapping import ASSET_TYPES, SYSTEMS, Mapping
 from .connectors.reader import (
     Progress,
     SourceRead,
+    apply_system_changes,
     load_org_tree,
     open_sources,
     read_source,
-    read_source_changes,
+    read_system_changes,
 )
 from .core.config import Config, display_url
 from .core.errors import GridreconError
 from .sync import incremental
-from .sync.incremental import remember_validity
+from .sync.incremental import Carried, StoredRecords, remember_validity
 from .sync.matching import match_all
 
 log = logging.getLogger("gridrecon")
@@ -100,6 +102,9 @@ class Pulled:
     orgs: pd.DataFrame
     # incremental runs: which records were read tonight, per (system, asset type)
     fresh: dict[tuple[str, str], pd.Series] | None = None
+    validity: dict[tuple[str, str], Any] | None = None  # the snapshot's, for those not fresh
+    # a night on which nothing changed and the snapshot's judgement holds: no records at all
+    carried: Carried | None = None
 
 
 def _summarise(read: SourceRead, seconds: float) -> SourceSummary:
@@ -122,51 +127,95 @@ def _summarise(read: SourceRead, seconds: float) -> SourceSummary:
 
 
 def pull(
-    config: Config, progress: Progress | None = None, plan: incremental.ReadPlan | None = None
+    config: Config,
+    progress: Progress | None = None,
+    plan: incremental.ReadPlan | None = None,
+    carry: Carried | None = None,
 ) -> Pulled:
     """Read both systems into canonical records (and the org tree, for reports).
 
     With an incremental read plan (sync/incremental.py), only the rows changed since the plan's
-    watermark are read, on top of the snapshot's records.
+    watermark are read, on top of the snapshot's records. If none changed and `carry` (the
+    snapshot's judgement, when it holds tonight) is given, the records are not loaded at all.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from .checks.validity import prepare_in_background
 
-    prepare_in_background()  # Great Expectations loads while the databases deliver
     sources = open_sources(config)
-
-    fresh: dict[tuple[str, str], pd.Series] = {}
-
-    def read(system: str) -> tuple[SourceRead, SourceSummary]:
-        began = time.monotonic()
-        if plan is not None and plan.mode == "incremental":
-            read, fresh_of = read_source_changes(
-                sources[system],
-                sources,
-                config.timezone,
-                plan.snapshot.records[system],
-                plan.since,
-            )
-            fresh.update({(system, t): mask for t, mask in fresh_of.items()})
-        else:
-            read = read_source(sources[system], sources, config.timezone, ASSET_TYPES, progress)
-        return read, _summarise(read, time.monotonic() - began)
-
     try:
         # Both systems at once, so that one database's work overlaps the other's reading.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridrecon-read") as pool:
-            done = dict(zip(sources, pool.map(read, sources)))
-        reads = {system: pair[0] for system, pair in done.items()}
-        summaries = {system: pair[1] for system, pair in done.items()}
-        orgs = load_org_tree(sources["marketing"])
-        if orgs.empty:
-            orgs = load_org_tree(sources["pms"])
+            pulled = None
+            if plan is not None and plan.mode == "incremental":
+                pulled = _pull_changes(config, sources, pool, plan, carry)
+            if pulled is None:
+                prepare_in_background()  # Great Expectations loads while the databases deliver
+
+                def read(system: str) -> tuple[SourceRead, SourceSummary]:
+                    began = time.monotonic()
+                    read = read_source(
+                        sources[system], sources, config.timezone, ASSET_TYPES, progress
+                    )
+                    return read, _summarise(read, time.monotonic() - began)
+
+                done = dict(zip(sources, pool.map(read, sources)))
+                pulled = Pulled(
+                    reads={system: pair[0] for system, pair in done.items()},
+                    summaries={system: pair[1] for system, pair in done.items()},
+                    mappings={},
+                    orgs=pd.DataFrame(),
+                )
+        pulled.orgs = load_org_tree(sources["marketing"])
+        if pulled.orgs.empty:
+            pulled.orgs = load_org_tree(sources["pms"])
     finally:
         for source in sources.values():
             source.dispose()
-    mappings = {system: source.mapping for system, source in sources.items()}
-    return Pulled(reads, summaries, mappings, orgs, fresh or None)
+    pulled.mappings = {system: source.mapping for system, source in sources.items()}
+    return pulled
+
+
+def _pull_changes(
+    config: Config, sources: dict, pool: Any, plan: incremental.ReadPlan, carry: Carried | None
+) -> Pulled | None:
+    """Tonight's changes on top of the snapshot (None if its records cannot be read)."""
+
+    def changes(system: str) -> tuple[dict, float]:
+        began = time.monotonic()
+        found = read_system_changes(sources[system], sources, config.timezone, plan.since)
+        return found, time.monotonic() - began
+
+    changed = dict(zip(sources, pool.map(changes, sources)))
+    absent = {
+        system: {t: source.mapping.assets[t].absent for t in ASSET_TYPES}
+        for system, source in sources.items()
+    }
+    if carry is not None and all(
+        plan.snapshot.unchanged(system, found, absent[system])
+        for system, (found, _) in changed.items()
+    ):
+        summaries = {
+            system: dataclasses.replace(carry.summaries[system], seconds=seconds)
+            for system, (_, seconds) in changed.items()
+        }
+        return Pulled({}, summaries, {}, pd.DataFrame(), carried=carry)
+    from .checks.validity import prepare_in_background
+
+    prepare_in_background()  # the changed rows are validated
+    stored = incremental.load_records(plan.folder, plan.snapshot)
+    if stored is None:
+        log.warning("the snapshot's records in %s cannot be read: reading everything", plan.folder)
+        return None
+    reads, summaries, fresh = {}, {}, {}
+    for system, (found, seconds) in changed.items():
+        began = time.monotonic()
+        reads[system], fresh_of = apply_system_changes(
+            sources[system], stored.records[system], found
+        )
+        summaries[system] = _summarise(reads[system], seconds + time.monotonic() - began)
+        fresh.update({(system, t): mask for t, mask in fresh_of.items()})
+    return Pulled(reads, summaries, {}, pd.DataFrame(), fresh, stored.validity)
 
 
 def conclude(
@@ -177,31 +226,41 @@ def conclude(
     as_of: dt.date,
     started_at: dt.datetime,
     fail_on: str | None,
-    memory: dict[tuple[str, str], Any] | None = None,
-    remember: dict[tuple[str, str], Any] | None = None,
+    keep: dict[str, Any] | None = None,
 ) -> RunResult:
     """Match, judge and measure what was pulled. Findings come out as `new`.
 
-    memory: an earlier run's validity results (incremental runs validate only fresh records);
-    remember: a dict to receive this run's, for the next run's snapshot.
+    keep: a dict to receive what the next incremental run builds on ("validity", "carried").
     """
-    matches = match_all(
-        {t: pulled.reads["pms"].records(t) for t in ASSET_TYPES},
-        {t: pulled.reads["marketing"].records(t) for t in ASSET_TYPES},
-    )
-    judge = Judge(pulled.mappings, calendar, settings, as_of, memory, pulled.fresh)
-    judgement = judge.judge(matches)
-    if remember is not None:  # for the next incremental run's snapshot
-        remember.update(remember_validity(judge.judged, judgement.invalid))
-    findings = judgement.findings
+    judge = Judge(pulled.mappings, calendar, settings, as_of, pulled.validity, pulled.fresh)
+    carried = pulled.carried
+    if carried is not None:  # nothing changed: the last judgement, as of tonight
+        findings = judge.findings(carried.undated, carried.unarchived)
+        counts = carried.metric_counts
+    else:
+        matches = match_all(
+            {t: pulled.reads["pms"].records(t) for t in ASSET_TYPES},
+            {t: pulled.reads["marketing"].records(t) for t in ASSET_TYPES},
+        )
+        judgement = judge.judge(matches)
+        findings = judgement.findings
+        counts = metric_counts(matches, findings, judgement.deadlines)
+        if keep is not None:
+            keep["validity"] = remember_validity(judge.judged, judgement.invalid)
+            keep["carried"] = Carried(
+                as_of=as_of,
+                undated=judgement.undated,
+                unarchived=judgement.unarchived,
+                metric_counts=counts,
+                summaries=pulled.summaries,
+                future_from=_future_from(judgement.invalid),
+            )
     seen = started_at.isoformat(timespec="seconds")
     findings["first_seen"] = seen
     findings["last_seen"] = seen
     orgs = pulled.orgs
     parents = orgs.dropna(subset=["parent_code"]).set_index("org_code")["parent_code"].to_dict()
-    metrics = compute_metrics(
-        matches, findings, judgement.deadlines, as_of, settings.metrics_period, parents
-    )
+    metrics = metrics_as_of(counts, as_of, settings.metrics_period, parents)
     return RunResult(
         run_id=new_run_id(started_at),
         as_of=as_of,
@@ -216,6 +275,17 @@ def conclude(
         fail_on=fail_on,
         orgs=orgs,
     )
+
+
+def _future_from(invalid: dict[tuple[str, str], pd.DataFrame]) -> dt.date | None:
+    """The earliest commissioning day judged to lie in the future, if any."""
+    days = [
+        failures.loc[failures["check"] == "commissioned_on_not_future", "value"].min()
+        for failures in invalid.values()
+        if len(failures)
+    ]
+    days = [d for d in days if isinstance(d, str)]
+    return dt.date.fromisoformat(min(days)) if days else None
 
 
 def reconcile(
@@ -279,8 +349,18 @@ def run(
                 plan.reason,
                 extra={"event": "read_plan", "run_id": run_id, "mode": plan.mode},
             )
-            pulled = pull(config, progress, plan)
-            remembered: dict[tuple[str, str], Any] = {}  # validity results, for the snapshot
+            carry = None
+            if plan.snapshot is not None and plan.snapshot.carried is not None:
+                if plan.snapshot.carried.holds_on(as_of, settings.future_tolerance_days):
+                    carry = plan.snapshot.carried
+            pulled = pull(config, progress, plan, carry)
+            if plan.mode == "incremental" and pulled.fresh is None and pulled.carried is None:
+                plan = incremental.ReadPlan("full", "the snapshot's records could not be read")
+            if pulled.carried is not None:
+                plan = dataclasses.replace(
+                    plan, reason=f"{plan.reason}; no row changed, the last judgement holds"
+                )
+            keep: dict[str, Any] = {}  # what the next incremental run builds on
             for system, summary in pulled.summaries.items():
                 log.info(
                     "%s rows read from %s: %s",
@@ -301,18 +381,12 @@ def run(
                     config, settings, pulled, as_of, started_at, run_id, fail_on, broken
                 )
             else:
-                persist.fill_first_seen(connection, pulled, started_at, first_run=previous is None)
-                memory = plan.snapshot.validity if plan.snapshot is not None else None
+                if pulled.carried is None:
+                    persist.fill_first_seen(
+                        connection, pulled, started_at, first_run=previous is None
+                    )
                 result = conclude(
-                    config,
-                    settings,
-                    calendar,
-                    pulled,
-                    as_of,
-                    started_at,
-                    fail_on,
-                    memory=memory,
-                    remember=remembered,
+                    config, settings, calendar, pulled, as_of, started_at, fail_on, keep
                 )
                 result.run_id = run_id
                 result.notes.append(f"read: {plan.mode} ({plan.reason})")
@@ -323,8 +397,8 @@ def run(
             _test_pause("before-commit")
         if result.status == "completed":
             point_latest(config.report_dir, result.run_id)
-            if config.incremental.enabled:
-                _keep_snapshot(config, plan, pulled, remembered, fingerprint, started_at)
+            if config.incremental.enabled and pulled.carried is None:
+                _keep_snapshot(config, plan, pulled, keep, fingerprint, started_at)
         counts = result.counts()
         log.info(
             "run ended: %s, exit %d, %.1f s, open findings by severity %s",
@@ -368,27 +442,30 @@ def _keep_snapshot(
     config: Config,
     plan: incremental.ReadPlan,
     pulled: Pulled,
-    remembered: dict[tuple[str, str], Any],
+    keep: dict[str, Any],
     fingerprint: str,
     started_at: dt.datetime,
 ) -> None:
-    """What this run read, for the next incremental run (after the commit: a failed run keeps
-    the previous snapshot, which still matches the store)."""
-    if plan.mode == "incremental" and not any(m.any() for m in (pulled.fresh or {}).values()):
-        return  # nothing changed: the snapshot on disk already says what this run read
+    """What this run read and concluded, for the next incremental run (after the commit: a
+    failed run keeps the previous snapshot, which still matches the store)."""
     swept = plan.snapshot.full_sweep_at if plan.mode == "incremental" else started_at
-    snapshot = incremental.Snapshot(
-        fingerprint=fingerprint,
-        run_started_at=started_at,
-        full_sweep_at=swept,
+    stored = StoredRecords(
         records={
             system: {t: read.records(t) for t in ASSET_TYPES}
             for system, read in pulled.reads.items()
         },
-        validity=remembered,
+        validity=keep.get("validity", {}),
     )
     try:
-        incremental.save(config.snapshot_dir, snapshot)
+        incremental.save(
+            config.snapshot_dir,
+            fingerprint,
+            started_at,
+            swept,
+            stored,
+            keep.get("carried"),
+            config.incremental.lag_minutes,
+        )
     except OSError as exc:  # the run itself is done; the next one reads everything
         incremental.discard(config.snapshot_dir)
         log.warning("could not keep the snapshot for incremental runs: %s", exc)

@@ -358,6 +358,7 @@ class AssetChanges:
     records: pd.DataFrame  # in-scope rows changed since, normalised, parents resolved
     touched: dict[str, pd.Index | None]  # table -> ids changed (in scope or not); None: read whole
     seconds: float
+    since: datetime
 
 
 def _update_column(source: Source, resolved: ResolvedTable, spec: TableSpec) -> str | None:
@@ -420,7 +421,7 @@ def read_changes(
         # a few changed rows follow their own relations; many read the relation whole
         parents = read_relation(source, resolver, hop, keys if len(keys) <= 2000 else None)
         records["parent_source_id"] = lookup(records["parent_source_id"], parents).astype("str")
-    return AssetChanges(records, touched, time.monotonic() - started)
+    return AssetChanges(records, touched, time.monotonic() - started, since)
 
 
 def apply_changes(
@@ -534,30 +535,32 @@ def read_source(
     return read
 
 
-def read_source_changes(
-    source: Source,
-    sources: dict[str, Source],
-    zone: ZoneInfo,
-    previous: dict[str, pd.DataFrame],
-    since: datetime,
-) -> tuple[SourceRead, dict[str, pd.Series]]:
-    """One system's records as `previous` with tonight's changes applied (see
-    sync/incremental.py), and per asset type which of the records were read tonight."""
+def read_system_changes(
+    source: Source, sources: dict[str, Source], zone: ZoneInfo, since: datetime
+) -> dict[str, AssetChanges]:
+    """Per asset type, the rows of one system changed since `since` (see sync/incremental.py)."""
     resolver = resolve(source)
     org_map = load_org_map(source.mapping, sources)
+    return {t: read_changes(source, resolver, t, org_map, zone, since) for t in ASSET_TYPES}
+
+
+def apply_system_changes(
+    source: Source, previous: dict[str, pd.DataFrame], changes: dict[str, AssetChanges]
+) -> tuple[SourceRead, dict[str, pd.Series]]:
+    """One system's records as `previous` with tonight's changes applied, and per asset type
+    which of the records were read tonight."""
     read = SourceRead(system=source.system, url=source.display_url, mapping=source.mapping.name)
     fresh: dict[str, pd.Series] = {}
-    for asset_type in ASSET_TYPES:
-        changes = read_changes(source, resolver, asset_type, org_map, zone, since)
+    for asset_type, found in changes.items():
         records, fresh[asset_type] = apply_changes(
-            previous[asset_type], changes.records, changes.touched
+            previous[asset_type], found.records, found.touched
         )
         read.assets[asset_type] = AssetRead(
             system=source.system,
             asset_type=asset_type,
             records=records,
             rows_by_table=records["source_table"].value_counts().to_dict(),
-            seconds=changes.seconds,
+            seconds=found.seconds,
         )
     return read, fresh
 

@@ -10,6 +10,13 @@ rule then runs over the merged records, except that Great Expectations validates
 that are new or changed (a row's validity depends on nothing else; the one check that depends on
 the date, a commissioning date in the future, is re-judged for the carried-over failures).
 
+A night on which no source row changed at all does not even load the records: the snapshot also
+keeps the last judgement in the parts that hold whatever the date (every finding but the
+deadlines of assets not yet in marketing, and the metrics' counts), and tonight's findings and
+metrics are built from those as of tonight. That holds while as_of does not go back and no
+commissioning date judged to lie in the future has been reached; otherwise the records are
+loaded and judged again.
+
 What an incremental night cannot see: a deleted row, a row with no update time, a change made
 only in a relation table (a transformer moved to another 台区 without its own CHG_DATE changing).
 So every `full_sweep_days` (weekly by default), after a change of config or mapping, and with
@@ -24,13 +31,16 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..connectors.normalize import record_keys
 
-SNAPSHOT_FILE = "snapshot.pickle"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_FILE = "snapshot.pickle"  # small: what the next run decides with, and the judgement
+RECORDS_GLOB = "records-*.pickle"  # large: the records, loaded only when something changed
+SNAPSHOT_VERSION = 2
 
 
 @dataclass
@@ -42,15 +52,74 @@ class ValidityMemory:
 
 
 @dataclass
+class StoredRecords:
+    """What the last completed run read: its canonical records and their validity."""
+
+    records: dict[str, dict[str, pd.DataFrame]]  # system -> asset type -> canonical records
+    validity: dict[tuple[str, str], ValidityMemory] = field(default_factory=dict)
+
+
+@dataclass
+class Carried:
+    """The last run's judgement in the parts a night without changes builds on."""
+
+    as_of: dt.date
+    undated: pd.DataFrame  # Judgement.undated
+    unarchived: dict[str, pd.DataFrame]  # Judgement.unarchived
+    metric_counts: dict[str, Any]  # checks.metrics.metric_counts
+    summaries: dict[str, Any]  # system -> SourceSummary
+    future_from: dt.date | None  # the earliest commissioning day judged to be in the future
+
+    def holds_on(self, as_of: dt.date, future_tolerance_days: int) -> bool:
+        """Whether these parts give tonight's findings for unchanged records: as_of has not
+        gone back, and no date judged to lie in the future has been reached since."""
+        if as_of < self.as_of:
+            return False
+        latest = as_of + dt.timedelta(days=future_tolerance_days)
+        return self.future_from is None or self.future_from > latest
+
+
+@dataclass
 class Snapshot:
-    """What the last completed run read, for the next run to build on."""
+    """What the next run needs to know of the last completed one (the records file aside)."""
 
     fingerprint: str  # the config fingerprint of the run that wrote it
     run_started_at: dt.datetime  # aware
     full_sweep_at: dt.datetime  # aware: when the records were last read whole
-    records: dict[str, dict[str, pd.DataFrame]]  # system -> asset type -> canonical records
-    validity: dict[tuple[str, str], ValidityMemory] = field(default_factory=dict)
+    newest_update: dt.datetime | None  # the newest update time among the records
+    records_file: str  # in the same folder
+    carried: Carried | None = None
+    # To tell a night without changes without loading the records: the records the next run
+    # reads again anyway (updated at or after `recent_from`, the lag window), and a hash of
+    # every record's id per (system, table).
+    recent_from: dt.datetime | None = None
+    recent: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    id_hashes: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     version: int = SNAPSHOT_VERSION
+
+    def unchanged(self, system: str, changes: dict[str, Any], absent: dict[str, Any]) -> bool:
+        """Whether tonight's changes of one system (reader.read_system_changes) change none of
+        its records: every row read is one the snapshot holds as it is, and every other id
+        touched (a row out of scope) is one the snapshot does not hold."""
+        if self.recent_from is None:
+            return False
+        for asset_type, found in changes.items():
+            if found.since < self.recent_from or any(ids is None for ids in found.touched.values()):
+                return False  # rows read that the snapshot did not keep apart; a table read whole
+            known = self.recent[(system, asset_type)]
+            known = known[known["updated_at"] >= found.since]
+            # the first-seen time a store fills in for systems without a creation time
+            compared = [c for c in known.columns if c not in absent[asset_type]]
+            if not _same_rows(known[compared], found.records[compared]):
+                return False
+            for table, ids in found.touched.items():
+                others = ids.difference(
+                    found.records.loc[found.records["source_table"] == table, "source_id"]
+                )
+                hashes = self.id_hashes.get((system, table))
+                if len(others) and hashes is not None and np.isin(_hash(others), hashes).any():
+                    return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -61,35 +130,94 @@ class ReadPlan:
     reason: str  # why, for the log and summary.json
     snapshot: Snapshot | None = None
     since: dt.datetime | None = None  # aware; the watermark minus the lag
+    folder: Path | None = None  # where the snapshot and its records file are
 
 
-def load(folder: Path) -> Snapshot | None:
-    """The snapshot in `folder`, or None if there is none (or it is from another version)."""
-    path = folder / SNAPSHOT_FILE
-    if not path.is_file():
-        return None
+def _unpickled(path: Path) -> Any:
     try:
         with path.open("rb") as handle:
             # gridrecon's own file, written below by the same user; never a file from elsewhere
-            snapshot = pickle.load(handle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            return pickle.load(handle)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
         return None  # unreadable: the run reads everything and writes a new one
+
+
+def load(folder: Path) -> Snapshot | None:
+    """The snapshot in `folder`, or None if there is none, it is from another version, or its
+    records file is gone."""
+    snapshot = _unpickled(folder / SNAPSHOT_FILE)
     if not isinstance(snapshot, Snapshot) or snapshot.version != SNAPSHOT_VERSION:
+        return None
+    if not (folder / snapshot.records_file).is_file():
         return None
     return snapshot
 
 
-def save(folder: Path, snapshot: Snapshot) -> None:
-    """Write atomically: a crash leaves the previous snapshot or the new one, never half."""
+def load_records(folder: Path, snapshot: Snapshot) -> StoredRecords | None:
+    stored = _unpickled(folder / snapshot.records_file)
+    return stored if isinstance(stored, StoredRecords) else None
+
+
+def save(
+    folder: Path,
+    fingerprint: str,
+    run_started_at: dt.datetime,
+    full_sweep_at: dt.datetime,
+    stored: StoredRecords,
+    carried: Carried | None,
+    lag_minutes: int,
+) -> None:
+    """Write the records, then the snapshot that names them, each atomically: a crash leaves
+    the previous snapshot or the new one, never half, and never one without its records."""
     folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / f".{SNAPSHOT_FILE}.{os.getpid()}.tmp"
+    records_file = f"records-{run_started_at:%Y%m%d%H%M%S}-{os.getpid()}.pickle"
+    _write(folder / records_file, stored)
+    stamps = [
+        frame["updated_at"].max()
+        for by_type in stored.records.values()
+        for frame in by_type.values()
+        if len(frame)
+    ]
+    stamps = [s for s in stamps if pd.notna(s)]
+    newest = max(stamps).to_pydatetime() if stamps else None
+    recent_from = _since(newest, run_started_at, lag_minutes)
+    snapshot = Snapshot(
+        fingerprint=fingerprint,
+        run_started_at=run_started_at,
+        full_sweep_at=full_sweep_at,
+        newest_update=newest,
+        records_file=records_file,
+        carried=carried,
+        recent_from=recent_from,
+        recent={
+            (system, asset_type): frame[frame["updated_at"] >= recent_from]
+            for system, by_type in stored.records.items()
+            for asset_type, frame in by_type.items()
+        },
+        id_hashes={
+            (system, table): np.unique(_hash(ids.dropna()))
+            for system, by_type in stored.records.items()
+            for frame in by_type.values()
+            for table, ids in frame.groupby("source_table", observed=True)["source_id"]
+        },
+    )
+    _write(folder / SNAPSHOT_FILE, snapshot)
+    for old in folder.glob(RECORDS_GLOB):
+        if old.name != records_file:
+            old.unlink(missing_ok=True)
+
+
+def _write(path: Path, value: Any) -> None:
+    temporary = path.parent / f".{path.name}.{os.getpid()}.tmp"
     with temporary.open("wb") as handle:
-        pickle.dump(snapshot, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(temporary, folder / SNAPSHOT_FILE)
+        pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(temporary, path)
 
 
 def discard(folder: Path) -> None:
     (folder / SNAPSHOT_FILE).unlink(missing_ok=True)
+    for old in folder.glob(RECORDS_GLOB):
+        old.unlink(missing_ok=True)
 
 
 def plan_read(
@@ -116,21 +244,30 @@ def plan_read(
         return ReadPlan("full", "the config, a mapping or the rules changed since the snapshot")
     if now - snapshot.full_sweep_at >= dt.timedelta(days=full_sweep_days):
         return ReadPlan("full", f"the last full read is {full_sweep_days} or more days old")
-    newest = _newest_update(snapshot)
-    watermark = min(newest, snapshot.run_started_at) if newest else snapshot.run_started_at
-    since = watermark - dt.timedelta(minutes=lag_minutes)
-    return ReadPlan("incremental", f"changes since {since.isoformat()}", snapshot, since)
+    since = _since(snapshot.newest_update, snapshot.run_started_at, lag_minutes)
+    return ReadPlan("incremental", f"changes since {since.isoformat()}", snapshot, since, folder)
 
 
-def _newest_update(snapshot: Snapshot) -> dt.datetime | None:
-    stamps = [
-        frame["updated_at"].max()
-        for by_type in snapshot.records.values()
-        for frame in by_type.values()
-        if len(frame)
-    ]
-    stamps = [s for s in stamps if pd.notna(s)]
-    return max(stamps).to_pydatetime() if stamps else None
+def _since(
+    newest: dt.datetime | None, run_started_at: dt.datetime, lag_minutes: int
+) -> dt.datetime:
+    """The watermark (the earlier of the newest update seen and the run's start) minus the lag."""
+    watermark = min(newest, run_started_at) if newest else run_started_at
+    return watermark - dt.timedelta(minutes=lag_minutes)
+
+
+def _hash(ids: Any) -> np.ndarray:
+    return pd.util.hash_array(np.asarray(ids, dtype=object))
+
+
+def _same_rows(kept: pd.DataFrame, read: pd.DataFrame) -> bool:
+    """The same records, whatever their order (key: table and id)."""
+    if len(kept) != len(read):
+        return False
+    order = ["source_table", "source_id"]
+    kept = kept.sort_values(order, kind="stable").reset_index(drop=True)
+    read = read.sort_values(order, kind="stable").reset_index(drop=True)
+    return kept.astype(object).equals(read.astype(object))
 
 
 def remember_validity(

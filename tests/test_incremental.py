@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import pickle
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from conftest import SAMPLE
@@ -49,6 +51,13 @@ def run(config: Path, full: bool = False) -> tuple[str, set[tuple[str, str | Non
         if f["state"] in ("new", "open", "reopened")
     }
     return read.split()[1], open_
+
+
+def last_read(config: Path) -> str:
+    """How the last completed run read, as its summary says."""
+    summary = load_config(config).report_dir / "latest" / "summary.json"
+    notes = json.loads(summary.read_text(encoding="utf-8"))["notes"]
+    return next(n for n in notes if n.startswith("read: "))
 
 
 def quiet_transformers(url: str, count: int) -> list[tuple[int, str]]:
@@ -93,6 +102,7 @@ def night_after_night(config: Path, marketing_url: str) -> None:
 
     mode, unchanged = run(config)
     assert mode == "incremental"
+    assert "no row changed, the last judgement holds" in last_read(config)
     assert unchanged == first
 
     # a change with its update time: seen tonight, as a full read would see it
@@ -154,7 +164,7 @@ def test_a_changed_config_or_an_old_sweep_reads_everything(tmp_path) -> None:
     folder = load_config(config).snapshot_dir
     snapshot = incremental.load(folder)
     snapshot.full_sweep_at -= dt.timedelta(days=1)
-    incremental.save(folder, snapshot)
+    (folder / incremental.SNAPSHOT_FILE).write_bytes(pickle.dumps(snapshot))
     assert run(config)[0] == "full"
 
 
@@ -170,3 +180,86 @@ def test_a_failed_run_keeps_the_snapshot_of_the_last_good_one(tmp_path) -> None:
     with pytest.raises(Exception, match="does not exist"):
         api.run(load_config(config), as_of=AS_OF)
     assert snapshot_file.read_bytes() == before
+
+
+def judged(
+    config: Path, as_of: dt.date, full: bool = False
+) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """One run: how it read, its findings (without their history) and its metrics."""
+    result, _ = api.run(load_config(config), as_of=as_of, full=full)
+    assert result.status == "completed"
+    read = next(n for n in result.notes if n.startswith("read: "))
+    findings = result.findings[result.findings["state"].isin(["new", "open", "reopened"])]
+    findings = findings.drop(columns=["state", "first_seen", "last_seen"])
+    return read, findings.reset_index(drop=True), result.metrics
+
+
+def test_a_night_without_changes_builds_on_the_last_judgement_as_of_tonight(tmp_path) -> None:
+    for name in ("pms.sqlite", "marketing.sqlite"):
+        shutil.copy(SAMPLE / name, tmp_path / name)
+    pms, marketing = (f"sqlite:///{tmp_path / n}" for n in ("pms.sqlite", "marketing.sqlite"))
+    config = write_config(tmp_path, pms, marketing)
+    _, on_as_of, _ = judged(config, AS_OF)
+
+    # Ten days on, the assets pending at AS_OF are overdue and every count of days has moved:
+    # the carried judgement must give exactly what judging every record again gives.
+    later = AS_OF + dt.timedelta(days=10)
+    read, carried, carried_metrics = judged(config, later)
+    assert "no row changed, the last judgement holds" in read
+    snapshot_files = sorted(p.name for p in load_config(config).snapshot_dir.iterdir())
+    read, full, full_metrics = judged(config, later, full=True)
+    assert read.startswith("read: full")
+    pd.testing.assert_frame_equal(carried, full)
+    pd.testing.assert_frame_equal(carried_metrics, full_metrics)
+    rules = lambda f: f["rule_id"].value_counts().to_dict()  # noqa: E731
+    assert rules(full)["ARCHIVE_OVERDUE"] > rules(on_as_of)["ARCHIVE_OVERDUE"]
+    assert set(full["detail"]) != set(on_as_of["detail"])
+    assert len(snapshot_files) == 2  # the snapshot and the one records file it names
+
+    # The sample's commissioning date in the future (2026-12-15) is reached: that record is
+    # judged again with the rest, and the findings are again those of a full read.
+    reached = dt.date(2026, 12, 16)
+    read, again, again_metrics = judged(config, reached)
+    assert read.startswith("read: incremental") and "the last judgement holds" not in read
+    _, full, full_metrics = judged(config, reached, full=True)
+    pd.testing.assert_frame_equal(again, full)
+    pd.testing.assert_frame_equal(again_metrics, full_metrics)
+    assert on_as_of["detail"].str.contains("in the future").sum() == 1
+    assert not full["detail"].str.contains("in the future").any()
+
+    # As of an earlier day than the judgement carried, everything is judged again.
+    read, _, _ = judged(config, AS_OF)
+    assert "the last judgement holds" not in read
+
+
+def test_a_change_committed_late_inside_the_lag_window_is_not_a_quiet_night(tmp_path) -> None:
+    # The newest row is read again every night (the lag window, for transactions that commit
+    # after the run began). One rewritten under the same update time differs from the
+    # snapshot's copy: the night is not quiet, and the change is judged.
+    for name in ("pms.sqlite", "marketing.sqlite"):
+        shutil.copy(SAMPLE / name, tmp_path / name)
+    marketing = f"sqlite:///{tmp_path / 'marketing.sqlite'}"
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'pms.sqlite'}", marketing)
+    _, first = run(config)
+    newest = incremental.load(load_config(config).snapshot_dir).newest_update
+    stamp = newest.strftime("%Y-%m-%d %H:%M:%S.%f")
+    quiet = {str(e) for e, _ in quiet_transformers(marketing, 100_000)}
+    engine = sa.create_engine(marketing)
+    with engine.connect() as connection:
+        (newest_id,) = connection.execute(
+            sa.text('SELECT "EQUIP_ID" FROM "G_TRAN" WHERE "CHG_DATE" = :stamp'), {"stamp": stamp}
+        ).one()
+    engine.dispose()
+    assert str(newest_id) in quiet  # linked, in service, no planted case
+    mode, unchanged = run(config)
+    assert "no row changed, the last judgement holds" in last_read(config)
+
+    change(
+        marketing,
+        'UPDATE "G_TRAN" SET "TRAN_NAME" = \'改名后的变压器\' WHERE "EQUIP_ID" = :id',
+        id=newest_id,
+    )
+    mode, after = run(config)
+    assert mode == "incremental"
+    assert "the last judgement holds" not in last_read(config)
+    assert [rule for _, rule in after - first] == ["ATTR_MISMATCH"]
