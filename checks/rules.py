@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..connectors.mapping import Mapping
-from ..connectors.normalize import local_day, record_keys
+from ..connectors.normalize import in_sorted, local_day, record_key_hashes, record_keys
 from ..sync.matching import LINK_DANGLING, LINK_NONE, AssetMatch
 from . import findings
 from .calendar import WorkingCalendar
@@ -149,7 +149,8 @@ class Judge:
             return find_invalid_values(judged, **validate)
         keys = record_keys(judged)
         fresh = self.fresh[(system, asset_type)].reindex(judged.index, fill_value=True)
-        known = keys.isin(memory.validated) & ~fresh & keys.notna()
+        validated = in_sorted(record_key_hashes(judged), memory.validated)
+        known = pd.Series(validated, index=judged.index) & ~fresh & keys.notna()
         return find_invalid_values_again(
             judged, known=known, failures=memory.failures, keys=keys, **validate
         )

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..connectors.normalize import record_keys
+from ..connectors.normalize import in_sorted, record_key_hashes, record_keys
 
 SNAPSHOT_FILE = "snapshot.pickle"  # small: what the next run decides with, and the judgement
 RECORDS_GLOB = "records-*.pickle"  # large: the records, loaded only when something changed
@@ -47,7 +47,7 @@ SNAPSHOT_VERSION = 2
 class ValidityMemory:
     """What validation found for one system and asset type, by record key (table + id)."""
 
-    validated: pd.Index  # keys of every record validated
+    validated: np.ndarray  # sorted record_key_hashes of every record validated
     failures: pd.DataFrame  # key, field, check, reason, value
 
 
@@ -90,8 +90,8 @@ class Snapshot:
     records_file: str  # in the same folder
     carried: Carried | None = None
     # To tell a night without changes without loading the records: the records the next run
-    # reads again anyway (updated at or after `recent_from`, the lag window), and a hash of
-    # every record's id per (system, table).
+    # reads again anyway (updated at or after `recent_from`, the lag window), and per (system,
+    # asset type) the sorted record_key_hashes of every record.
     recent_from: dt.datetime | None = None
     recent: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     id_hashes: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
@@ -112,12 +112,13 @@ class Snapshot:
             compared = [c for c in known.columns if c not in absent[asset_type]]
             if not _same_rows(known[compared], found.records[compared]):
                 return False
+            hashes = self.id_hashes[(system, asset_type)]
             for table, ids in found.touched.items():
                 others = ids.difference(
                     found.records.loc[found.records["source_table"] == table, "source_id"]
                 )
-                hashes = self.id_hashes.get((system, table))
-                if len(others) and hashes is not None and np.isin(_hash(others), hashes).any():
+                others = pd.DataFrame({"source_table": table, "source_id": others})
+                if in_sorted(record_key_hashes(others), hashes).any():
                     return False
         return True
 
@@ -195,10 +196,11 @@ def save(
             for asset_type, frame in by_type.items()
         },
         id_hashes={
-            (system, table): np.unique(_hash(ids.dropna()))
+            (system, asset_type): np.unique(
+                record_key_hashes(frame)[frame["source_id"].notna().to_numpy()]
+            )
             for system, by_type in stored.records.items()
-            for frame in by_type.values()
-            for table, ids in frame.groupby("source_table", observed=True)["source_id"]
+            for asset_type, frame in by_type.items()
         },
     )
     _write(folder / SNAPSHOT_FILE, snapshot)
@@ -256,10 +258,6 @@ def _since(
     return watermark - dt.timedelta(minutes=lag_minutes)
 
 
-def _hash(ids: Any) -> np.ndarray:
-    return pd.util.hash_array(np.asarray(ids, dtype=object))
-
-
 def _same_rows(kept: pd.DataFrame, read: pd.DataFrame) -> bool:
     """The same records, whatever their order (key: table and id)."""
     if len(kept) != len(read):
@@ -276,11 +274,11 @@ def remember_validity(
     """Validation results by record key, from a run's validated records and their failures."""
     memory = {}
     for key, records in judged.items():
-        keys = record_keys(records)
         failures = invalid[key]
-        failure_keys = keys.reindex(failures["row"].to_numpy()).to_numpy()
+        failure_keys = record_keys(records.loc[failures["row"].to_numpy()]).to_numpy()
+        identified = records["source_id"].notna().to_numpy()
         memory[key] = ValidityMemory(
-            validated=pd.Index(keys.dropna().unique()),
+            validated=np.unique(record_key_hashes(records)[identified]),
             failures=pd.DataFrame(
                 {
                     "key": failure_keys,
