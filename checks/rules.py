@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import heapq
 from dataclasses import dataclass
 from typing import Any
 
@@ -337,9 +338,7 @@ class Judge:
             if group is None or not isinstance(key, str):
                 details.append("no PMS record with the same org and voltage")
                 continue
-            scores = [
-                difflib.SequenceMatcher(None, key, other).ratio() for other in group["name_key"]
-            ]
+            scores = _similarities(key, group["name_key"], limit)
             ranked = (
                 group.assign(score=scores)
                 .sort_values(["score", "source_id"], ascending=[False, True])
@@ -555,6 +554,28 @@ class Judge:
                     )
                 )
         return out
+
+
+def _similarities(key: str, others: pd.Series, keep: int) -> list[float]:
+    """difflib's ratio of `key` to each of `others`, except where its cheap upper bounds show
+    that a name cannot be among the `keep` most similar: -1 there (never shown). Thousands of
+    PMS names share an org and voltage; most are ruled out without the full comparison."""
+    matcher = difflib.SequenceMatcher(None, key)
+    best: list[float] = []  # a min-heap of the `keep` best ratios so far
+    scores = []
+    for other in others:
+        matcher.set_seq2(other)
+        bar = best[0] if len(best) == keep else -1.0
+        if matcher.real_quick_ratio() < bar or matcher.quick_ratio() < bar:
+            scores.append(-1.0)
+            continue
+        score = matcher.ratio()
+        if len(best) < keep:
+            heapq.heappush(best, score)
+        elif score > best[0]:
+            heapq.heapreplace(best, score)
+        scores.append(score)
+    return scores
 
 
 def _due_text(commissioned: pd.Series, deadline: pd.Series, n: int) -> pd.Series:

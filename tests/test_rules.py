@@ -114,3 +114,28 @@ def test_a_pending_archive_turns_overdue_the_working_day_after_its_deadline(grid
     after = grid.run(as_of=dt.date(2026, 11, 25))
     assert found(after) == {("ARCHIVE_OVERDUE", "")}
     assert after.iloc[0]["detail"].endswith("1 working days overdue")
+
+
+def test_the_candidates_ranked_by_name_are_those_a_full_comparison_ranks() -> None:
+    # Candidate names are scored with cheap upper bounds first; the ranking shown must be the
+    # one comparing every name in full gives, ties (broken by PMS id) included.
+    import difflib
+    import random
+
+    from gridrecon.checks.rules import _similarities
+
+    chance = random.Random(7)
+    words = ["河口", "新村", "东岭", "西坡", "北郊", "南湖", "#", "1", "2", "3", "号", "公变", "线"]
+    names = pd.Series(
+        ["".join(chance.choice(words) for _ in range(chance.randint(2, 6))) for _ in range(3000)]
+    )
+    for key in ("河口1#公变", "东岭线", "南湖新村2#", "西坡"):
+        for keep in (1, 3, 10):
+            full = [difflib.SequenceMatcher(None, key, n).ratio() for n in names]
+            fast = _similarities(key, names, keep)
+            assert _best(fast, keep) == _best(full, keep)
+            assert sum(s < 0 for s in fast) > len(names) // 2  # most were ruled out cheaply
+
+
+def _best(scores: list[float], keep: int) -> list[tuple[float, int]]:
+    return sorted((-score, position) for position, score in enumerate(scores))[:keep]
