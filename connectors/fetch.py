@@ -92,18 +92,19 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
     """
     import connectorx
 
+    # connectorx wraps the query in its own SELECTs (a count first, then the rows), so no
+    # per-statement timeout can be written into it, and it holds the interpreter lock while it
+    # reads: a watchdog process cancels its statements on the server instead, finding them by a
+    # marker. The marker is a selected literal: connectorx re-renders the SQL, dropping comments.
+    marker = f"gridrecon:{secrets.token_hex(8)}"
     text_dates = statement.with_only_columns(
         *(_temporal_as_text(source, column) for column in statement.selected_columns),
+        sa.literal_column(f"'{marker}'").label(_MARKER_COLUMN),
         maintain_column_froms=True,
     )
     sql = str(
         text_dates.compile(dialect=source.engine.dialect, compile_kwargs={"literal_binds": True})
     )
-    # connectorx wraps the query in its own SELECTs, so no per-statement timeout can be written
-    # into it, and it holds the interpreter lock while it reads: a watchdog process cancels the
-    # statement on the server instead, finding it by a marker comment.
-    marker = f"gridrecon:{secrets.token_hex(8)}"
-    sql = sql.replace("SELECT", f"SELECT /* {marker} */", 1)
     timeout = source.config.statement_timeout
     watchdog = _start_watchdog(source, marker) if timeout else None
     began = time.monotonic()
@@ -123,7 +124,10 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
         if watchdog is not None:
             _stop_watchdog(watchdog)
     source.rows_fetched += len(frame)
-    yield _as_python_values(frame)
+    yield _as_python_values(frame.drop(columns=_MARKER_COLUMN))
+
+
+_MARKER_COLUMN = "gridrecon_marker"
 
 
 class StatementTimeout(Exception):
