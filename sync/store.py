@@ -102,6 +102,18 @@ FINDING_COLUMNS = [c.name for c in findings.columns]
 WRITE_CHUNK = 5000
 
 
+# The newest migration in sync/migrations/versions (a test keeps the two in step).
+HEAD_REVISION = "0001"
+VERSION_TABLE = "gr_alembic_version"
+
+
+def _revision(connection: Connection) -> str | None:
+    """The migration the store is at, None for a store without gridrecon's tables."""
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+
 class StateStoreError(GridreconError):
     """The state store cannot be opened, upgraded or written (exit 2)."""
 
@@ -164,6 +176,9 @@ class StateStore:
 
     def ensure_schema(self) -> None:
         """Create or upgrade the store's tables to the newest migration (idempotent)."""
+        with self._errors("opening"), self.engine.connect() as connection:
+            if _revision(connection) == HEAD_REVISION:
+                return  # the common case, without importing alembic (a third of a second)
         from alembic import command
         from alembic.config import Config as AlembicConfig
 

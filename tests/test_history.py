@@ -302,3 +302,17 @@ def test_the_store_schema_is_created_by_the_shipped_migrations(tmp_path) -> None
     with sqlite3.connect(tmp_path / "gridrecon-state.sqlite") as connection:
         version = connection.execute("SELECT version_num FROM gr_alembic_version").fetchone()
     assert version == ("0001",)
+
+
+def test_the_head_revision_a_run_checks_for_is_the_newest_migration() -> None:
+    # A run skips alembic when the store is at HEAD_REVISION: a new migration must move it.
+    from importlib import resources
+
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from gridrecon.sync.store import HEAD_REVISION
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(resources.files("gridrecon.sync") / "migrations"))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
