@@ -140,7 +140,7 @@ def pull(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from .checks.validity import prepare_in_background
+    from .checks.validity import start_worker
 
     sources = open_sources(config)
     try:
@@ -150,7 +150,7 @@ def pull(
             if plan is not None and plan.mode == "incremental":
                 pulled = _pull_changes(config, sources, pool, plan, carry)
             if pulled is None:
-                prepare_in_background()  # Great Expectations loads while the databases deliver
+                start_worker()  # Great Expectations loads while the databases deliver
 
                 def read(system: str) -> tuple[SourceRead, SourceSummary]:
                     began = time.monotonic()
@@ -200,9 +200,9 @@ def _pull_changes(
             for system, (_, seconds) in changed.items()
         }
         return Pulled({}, summaries, {}, pd.DataFrame(), carried=carry)
-    from .checks.validity import prepare_in_background
+    from .checks.validity import start_worker
 
-    prepare_in_background()  # the changed rows are validated
+    start_worker()  # the changed rows are validated
     stored = incremental.load_records(plan.folder, plan.snapshot)
     if stored is None:
         log.warning("the snapshot's records in %s cannot be read: reading everything", plan.folder)

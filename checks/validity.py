@@ -27,6 +27,8 @@ import pandas as pd
 
 from gridrecon.core.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "CHECK_NAMES",
     "RESULT_COLUMNS",
@@ -156,7 +158,7 @@ def find_invalid_values(
     )
     parameters = {_LIMIT_PARAMETER: float((latest - _EPOCH.date()).days)}
     distinct = _DistinctValues(frame, checks)
-    failures = _run_suite(distinct.frame, asset_type, checks, parameters)
+    failures = _validated(distinct.frame, asset_type, checks, parameters)
     failures = [(check, distinct.positions(check, found)) for check, found in failures]
     return _result(records.index, frame, failures)
 
@@ -347,6 +349,8 @@ class _Gx(NamedTuple):
 _lock = threading.Lock()  # the context, its execution engine and batch cache are shared state
 _state: _Gx | None = None
 _suites: dict[tuple[str, tuple[str, ...]], Any] = {}
+_worker_lock = threading.Lock()  # one call at a time on the worker's pipe
+_worker: _Worker | None = None
 
 
 @contextlib.contextmanager
@@ -400,19 +404,108 @@ def _gx() -> _Gx:
     return _state
 
 
-def prepare_in_background() -> None:
-    """Start loading Great Expectations (seconds of imports) on a thread of its own, so that
-    it overlaps with work that waits on something else, such as reading the sources."""
-
-    def prepare() -> None:
-        with _lock:
+def start_worker() -> None:
+    """Start the process that validates with Great Expectations, if none is running and GX is
+    not loaded here already. It imports GX (seconds of CPU) on the other core while this process
+    reads the sources, instead of taking turns with the readers for the interpreter lock; the
+    suites then run there too. It serves this process until it exits. If it cannot start or
+    dies, validation runs in this process as before."""
+    global _worker
+    with _worker_lock:
+        if _state is None and (_worker is None or not _worker.alive()):
             try:
-                _gx()
-            except Exception:  # the validation that needs it will raise it properly
-                pass
+                _worker = _Worker()
+            except OSError as exc:
+                log.debug("validity runs in this process: no worker (%s)", exc)
+                _worker = None
 
-    if _state is None:
-        threading.Thread(target=prepare, name="gridrecon-gx-import", daemon=True).start()
+
+class _Worker:
+    """A child Python serving _run_suite calls, pickled over its stdin and stdout.
+
+    A plain subprocess, not multiprocessing: a spawned multiprocessing child runs the parent's
+    main script again, which breaks any caller's script without a __main__ guard."""
+
+    def __init__(self) -> None:
+        import atexit
+        import subprocess
+        import sys
+
+        environment = dict(os.environ)
+        # The child imports gridrecon from wherever this process did.
+        environment["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from gridrecon.checks.validity import _serve; _serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=environment,
+        )
+        atexit.register(self._end)
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def run_suite(self, *arguments: Any) -> list[tuple[_Check, np.ndarray]]:
+        import pickle
+
+        pickle.dump(arguments, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self._process.stdin.flush()
+        ok, value = pickle.load(self._process.stdout)
+        if not ok:
+            raise value
+        return value
+
+    def _end(self) -> None:
+        if self.alive():
+            self._process.kill()
+            self._process.wait()
+
+
+def _serve() -> None:
+    """The worker's loop: load GX at once, then run suites until the parent hangs up."""
+    import pickle
+    import sys
+
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything else printed goes to stderr, not into the replies
+    try:
+        _gx()
+    except Exception:  # raised again, with its message, by the first suite that needs it
+        pass
+    while True:
+        try:
+            arguments = pickle.load(sys.stdin.buffer)
+        except EOFError:
+            return
+        try:
+            reply = (True, _run_suite(*arguments))
+        except Exception as exc:
+            reply = (False, exc)
+        try:
+            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # an error GX raised that cannot be pickled: its text, then
+            error = reply[1]
+            data = pickle.dumps((False, RuntimeError(f"{type(error).__name__}: {error}")))
+        replies.write(data)
+        replies.flush()
+
+
+def _validated(
+    frame: pd.DataFrame, asset_type: str, checks: tuple[_Check, ...], parameters: dict[str, Any]
+) -> list[tuple[_Check, np.ndarray]]:
+    """_run_suite, in the worker when one runs (start_worker), else here."""
+    import pickle
+
+    global _worker
+    with _worker_lock:
+        worker = _worker if _state is None else None
+        if worker is not None:
+            try:
+                return worker.run_suite(frame, asset_type, checks, parameters)
+            except (EOFError, OSError, pickle.UnpicklingError) as exc:  # it died: go on without
+                log.warning("the validity worker stopped (%s); validating in this process", exc)
+                _worker = None
+    return _run_suite(frame, asset_type, checks, parameters)
 
 
 def _suite(state: _Gx, asset_type: str, checks: tuple[_Check, ...]) -> Any:
@@ -476,12 +569,10 @@ def _run_suite(
     failures = []
     for outcome in result.results:
         check = _BY_NAME[outcome.expectation_config.meta["check"]]
-        info = outcome.exception_info or {}
-        if info.get("raised_exception"):
+        error = _raised(outcome.exception_info)
+        if error is not None:
             # GX catches errors per expectation; a check that could not run must not pass.
-            raise RuntimeError(
-                f"validity check {check.name} could not run: {info.get('exception_message')}"
-            )
+            raise RuntimeError(f"validity check {check.name} could not run: {error}")
         positions = np.asarray(outcome.result.get("unexpected_index_list") or [], dtype=np.int64)
         if check.kind == "not_null" and check.field in _DECODED:
             # A null left by a failed decode is not missing: it is the *_decoded check's
@@ -489,6 +580,17 @@ def _run_suite(
             positions = positions[frame[f"raw_{check.field}"].isna().to_numpy()[positions]]
         failures.append((check, positions))
     return failures
+
+
+def _raised(info: dict | None) -> str | None:
+    """The message of an error GX caught while running an expectation, if it caught one. GX
+    reports it either flat or per metric that failed ({metric id: {...}})."""
+    if not info:
+        return None
+    for entry in (info, *info.values()):
+        if isinstance(entry, dict) and entry.get("raised_exception"):
+            return str(entry.get("exception_message") or "unknown error")
+    return None
 
 
 # --- result ---------------------------------------------------------------------------------

@@ -97,6 +97,20 @@ def fresh_gx(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the next call build its GX context and suites anew, as the first call of a run does."""
     monkeypatch.setattr(validity, "_state", None)
     monkeypatch.setattr(validity, "_suites", {})
+    monkeypatch.setattr(validity, "_worker", None)  # validated here, not in a worker process
+
+
+@pytest.fixture
+def worker(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A validity worker of this test's own, as a run starts; GX unloaded in this process."""
+    monkeypatch.setattr(validity, "_state", None)
+    monkeypatch.setattr(validity, "_suites", {})
+    monkeypatch.setattr(validity, "_worker", None)
+    validity.start_worker()
+    started = validity._worker
+    assert started is not None and started.alive()
+    yield started
+    started._end()
 
 
 def test_a_clean_frame_gives_an_empty_result_with_the_result_columns() -> None:
@@ -335,6 +349,72 @@ def test_no_network_connection_is_attempted(
     assert attempts == []
 
 
+# 3,000 rows drawn from a dozen kinds of record, each with its own mix of bad values.
+KINDS = [
+    {},
+    {"status": "retired", "capacity_kva": None},
+    {"capacity_kva": 0.0},
+    {"capacity_kva": -5.0, "status": "planned"},
+    {"capacity_kva": None, "raw_capacity_kva": "四百"},
+    {"commissioned_on": pd.Timestamp("2027-01-01")},
+    {"commissioned_on": pd.Timestamp("2027-01-01"), "status": "retired"},
+    {"org_code": None, "raw_org_code": "99999"},
+    {"org_code": None},
+    {"name": None, "parent_source_id": None},
+    {"source_id": None, "voltage_kv": None, "raw_voltage_kv": "77"},
+    {"status": None, "raw_status": "X9", "commissioned_on": None},
+]
+DRAWN = [(i * 7919) % len(KINDS) for i in range(3000)]
+
+
+def mixed_frame() -> pd.DataFrame:
+    return records(*(KINDS[k] for k in DRAWN), index=[f"r{i}" for i in range(3000)])
+
+
+def test_a_worker_process_finds_what_this_process_finds(
+    worker: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    found = invalid(mixed_frame())
+    # it ran in the worker: this process has still not loaded GX
+    assert validity._state is None and validity._worker is worker and worker.alive()
+    assert found == invalid(mixed_frame(), settings=ValiditySettings())  # same worker, again
+    worker._end()
+    assert found == invalid(mixed_frame())  # no worker now: here
+    assert validity._state is not None
+    assert list(tmp_path.iterdir()) == []  # no gx/ folder from either
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_worker_that_died_is_replaced_by_this_process(
+    worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker._process.kill()
+    worker._process.wait()
+    frame = records({"name": None}, {"capacity_kva": 0.0})
+    assert [f[2] for f in invalid(frame)] == ["name_not_null", "capacity_kva_positive"]
+    assert validity._worker is None
+    assert "the validity worker stopped" in caplog.text
+
+
+def check_that_cannot_run() -> None:
+    # GX catches an expectation's error and reports it in the result: that must not count as a
+    # pass. Here the column name_not_null reads is not in the frame.
+    frame = pd.DataFrame({"source_id": ["T-1"]})
+    checks = (validity._BY_NAME["name_not_null"],)
+    with pytest.raises(RuntimeError, match="validity check name_not_null could not run: .*name"):
+        validity._validated(frame, "transformer", checks, {})
+
+
+def test_a_check_that_fails_to_run_is_raised(fresh_gx: None) -> None:
+    check_that_cannot_run()
+
+
+def test_a_check_that_fails_to_run_in_the_worker_is_raised_here(worker: Any) -> None:
+    check_that_cannot_run()
+    assert worker.alive() and validity._state is None  # raised there, and it serves on
+
+
 def test_importing_the_module_does_not_import_great_expectations() -> None:
     code = "import sys, gridrecon.checks.validity\nsys.exit('great_expectations' in sys.modules)\n"
     done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), check=False)
@@ -345,24 +425,8 @@ def test_rows_sharing_values_are_judged_each_as_if_validated_alone() -> None:
     # Validation runs over each field's distinct inputs and maps failures back to every row that
     # holds them: 3,000 rows drawn from a dozen kinds of record must each get exactly what the
     # same record gets when validated on its own, in row order.
-    kinds = [
-        {},
-        {"status": "retired", "capacity_kva": None},
-        {"capacity_kva": 0.0},
-        {"capacity_kva": -5.0, "status": "planned"},
-        {"capacity_kva": None, "raw_capacity_kva": "四百"},
-        {"commissioned_on": pd.Timestamp("2027-01-01")},
-        {"commissioned_on": pd.Timestamp("2027-01-01"), "status": "retired"},
-        {"org_code": None, "raw_org_code": "99999"},
-        {"org_code": None},
-        {"name": None, "parent_source_id": None},
-        {"source_id": None, "voltage_kv": None, "raw_voltage_kv": "77"},
-        {"status": None, "raw_status": "X9", "commissioned_on": None},
-    ]
-    alone = [invalid(records(kind)) for kind in kinds]
+    alone = [invalid(records(kind)) for kind in KINDS]
     # retired records need no capacity and may be commissioned later; the rest are invalid
     assert [i for i, found in enumerate(alone) if not found] == [0, 1, 6]
-    drawn = [(i * 7919) % len(kinds) for i in range(3000)]
-    frame = records(*(kinds[k] for k in drawn), index=[f"r{i}" for i in range(3000)])
-    expected = [(f"r{i}", *found[1:]) for i, k in enumerate(drawn) for found in alone[k]]
-    assert invalid(frame) == expected
+    expected = [(f"r{i}", *found[1:]) for i, k in enumerate(DRAWN) for found in alone[k]]
+    assert invalid(mixed_frame()) == expected
