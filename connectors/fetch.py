@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
+from pandas._libs.lib import to_object_array_tuples
 
 if TYPE_CHECKING:
     from .source import Source
@@ -42,11 +43,11 @@ def frame_from_rows(rows: list[Any], keys: list[str]) -> pd.DataFrame:
 
     Columns stay `object`: the normalisation step decides types, the same for every path.
     """
-    columns = list(zip(*rows)) if rows else [()] * len(keys)
-    return pd.DataFrame(
-        {key: pd.Series(column, dtype=object) for key, column in zip(keys, columns)},
-        columns=keys,
-    )
+    if not rows:
+        return pd.DataFrame({key: pd.Series(dtype=object) for key in keys}, columns=keys)
+    # pandas' own rows-to-array loop (DataFrame.from_records uses it): one 2-D object array, a
+    # third of the time of transposing the rows in Python and building each column.
+    return pd.DataFrame(to_object_array_tuples(rows), columns=keys, dtype=object)
 
 
 def generic(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:

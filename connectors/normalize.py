@@ -10,6 +10,7 @@ it as INVALID_VALUE instead of the read crashing.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -85,14 +86,18 @@ def normalize_ids(values: pd.Series) -> pd.Series:
         return values.astype("str")
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind == "string":  # the common case, done by vectorised string methods
-        text = values.astype("str").str.strip()  # CHAR columns arrive blank-padded
-        return text.where(text.str.len() > 0)
+        return _stripped_ids(values)
     if kind == "integer":
         present = values.notna()
         text = pd.Series(np.nan, index=values.index, dtype="str")
         text[present] = values[present].astype("int64").astype("str")
         return text
     return _map_distinct(values, _id_text).astype("str")
+
+
+def _stripped_ids(values: pd.Series) -> pd.Series:
+    text = values.astype("str").str.strip()  # CHAR columns arrive blank-padded
+    return text.where(text.str.len() > 0)
 
 
 def _map_distinct(values: pd.Series, function: Any) -> pd.Series:
@@ -105,6 +110,27 @@ def _map_distinct(values: pd.Series, function: Any) -> pd.Series:
         return pd.Series(None, index=values.index, dtype=object)
     mapped = np.array([function(u) for u in uniques] + [None], dtype=object)
     return pd.Series(mapped[codes], index=values.index, dtype=object)
+
+
+def _on_distinct(values: pd.Series, convert: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """convert(values), for a conversion of each value on its own, done once per distinct value.
+
+    For columns that repeat their values: a dozen capacities, a thousand commissioning days, a
+    few hundred units over half a million transformers. (Ids, names and update times are mostly
+    distinct: there, finding the distinct values costs as much as it saves.) A null stays null.
+    Where most values turn out distinct, converting them all directly costs less.
+    """
+    try:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # an unhashable value (a list from an array column): no shortcut
+        return convert(values)
+    if 2 * len(uniques) > len(values):
+        return convert(values)
+    distinct = convert(pd.Series(uniques)).reset_index(drop=True)
+    with_null = pd.concat([distinct, pd.Series([None], dtype=distinct.dtype)], ignore_index=True)
+    converted = with_null.take(np.where(codes < 0, len(distinct), codes))
+    converted.index = values.index
+    return converted
 
 
 def normalize_codes(values: pd.Series) -> pd.Series:
@@ -187,7 +213,7 @@ def redecode(values: pd.Series, encoding: str) -> pd.Series:
         except UnicodeDecodeError:
             return value
 
-    return values.map(fix)
+    return _on_distinct(values, lambda v: v.map(fix))
 
 
 def decode_codes(values: pd.Series, code_list: dict[str, Any]) -> pd.Series:
@@ -196,15 +222,29 @@ def decode_codes(values: pd.Series, code_list: dict[str, Any]) -> pd.Series:
 
 def to_number(values: pd.Series, scale: float | None) -> pd.Series:
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-        values = values.map(
-            lambda v: v.strip() if isinstance(v, str) else v, na_action="ignore"
-        ).infer_objects()
-    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+        numbers = _on_distinct(values, _numbers)
+    else:
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64")
     return numbers * scale if scale else numbers
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    values = values.map(lambda v: v.strip() if isinstance(v, str) else v, na_action="ignore")
+    return pd.to_numeric(values.infer_objects(), errors="coerce").astype("float64")
+
+
+def _textual(values: pd.Series) -> bool:
+    return values.dtype == object or pd.api.types.is_string_dtype(values.dtype)
 
 
 def to_dates(values: pd.Series, fmt: str | None, zone: ZoneInfo) -> pd.Series:
     """Dates (midnight, no zone). A zone-aware timestamp is first put into the configured zone."""
+    if _textual(values):
+        return _on_distinct(values, lambda v: _dates(v, fmt, zone))
+    return _dates(values, fmt, zone)
+
+
+def _dates(values: pd.Series, fmt: str | None, zone: ZoneInfo) -> pd.Series:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert(zone).dt.tz_localize(None).dt.normalize().astype(DATE_DTYPE)
     if values.dtype == object and values.map(_is_aware, na_action="ignore").fillna(False).any():
@@ -236,8 +276,31 @@ def record_keys(records: pd.DataFrame) -> pd.Series:
 def record_key_hashes(records: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash of each record's key (table and id), without building the keys' text:
     half a million of them cost 4 MB to keep, not 50."""
-    keys = records[["source_table", "source_id"]].astype("str")
-    return pd.util.hash_pandas_object(keys, index=False).to_numpy()
+    # The values of pandas.util.hash_pandas_object(frame of both, index=False), computed with
+    # less work: the table, a handful of names, is hashed once per name, and the ids (nearly
+    # all distinct) are hashed without pandas' first step of collecting the distinct ones.
+    tables, names = pd.factorize(records["source_table"].astype("str"))
+    table_hashes = np.append(pd.util.hash_array(names.to_numpy(dtype=object)), _NULL_HASH)
+    ids = records["source_id"].astype("str")
+    id_hashes = pd.util.hash_array(ids.to_numpy(dtype=object, na_value=""), categorize=False)
+    id_hashes[ids.isna().to_numpy()] = _NULL_HASH
+    return _combined_hashes([table_hashes[tables], id_hashes])
+
+
+_NULL_HASH = np.iinfo(np.uint64).max  # what pandas gives a null
+
+
+def _combined_hashes(arrays: list[np.ndarray]) -> np.ndarray:
+    """pandas' way of combining column hashes into row hashes (combine_hash_arrays)."""
+    multiplier = np.uint64(1000003)
+    out = np.zeros_like(arrays[0]) + np.uint64(0x345678)
+    for i, hashes in enumerate(arrays):
+        remaining = len(arrays) - i
+        out ^= hashes
+        out *= multiplier
+        multiplier += np.uint64(82520 + remaining + remaining)
+    out += np.uint64(97531)
+    return out
 
 
 def in_sorted(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
@@ -340,7 +403,7 @@ def _decode(
     if spec.name == "commissioned_on":
         return to_dates(values, spec.format, zone)
     if spec.name == "org_code":
-        keys = normalize_ids(values)
+        keys = _on_distinct(values, normalize_ids)  # a few hundred units over every row
         if spec.org_map:
             return keys.map(org_map or {})
         return keys
