@@ -24,6 +24,7 @@ from .checks.metrics import metric_counts, metrics_as_of
 from .checks.result import RunResult, SourceSummary
 from .checks.rules import Judge
 from .checks.settings import RuleSettings
+from .checks.validity import stop_worker
 from .connectors.mapping import ASSET_TYPES, SYSTEMS, Mapping
 from .connectors.reader import (
     Progress,
@@ -238,10 +239,12 @@ def conclude(
         findings = judge.findings(carried.undated, carried.unarchived)
         counts = carried.metric_counts
     else:
-        matches = match_all(
-            {t: pulled.reads["pms"].records(t) for t in ASSET_TYPES},
-            {t: pulled.reads["marketing"].records(t) for t in ASSET_TYPES},
-        )
+        records = {s: {t: pulled.reads[s].records(t) for t in ASSET_TYPES} for s in SYSTEMS}
+        try:
+            judge.validate({(s, t): records[s][t] for s in SYSTEMS for t in ASSET_TYPES})
+        finally:
+            stop_worker()  # validation is done: its memory is the rest of the run's
+        matches = match_all(records["pms"], records["marketing"])
         judgement = judge.judge(matches)
         findings = judgement.findings
         counts = metric_counts(matches, findings, judgement.deadlines)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..connectors.mapping import Mapping
 from ..connectors.normalize import in_sorted, local_day, record_key_hashes, record_keys
-from ..sync.matching import LINK_DANGLING, LINK_NONE, AssetMatch
+from ..sync.matching import LINK_DANGLING, LINK_NONE, AssetMatch, duplicated_ids
 from . import findings
 from .calendar import WorkingCalendar
 from .findings import as_text
@@ -39,6 +39,11 @@ class Judgement:
     # no record changed builds its findings from these (see sync/incremental.py):
     undated: pd.DataFrame  # every rule's findings but ARCHIVE_OVERDUE/PENDING, unfinalized
     unarchived: dict[str, pd.DataFrame]  # asset type -> in-service PMS assets not in marketing
+
+
+def _without(frame: pd.DataFrame, dropped: pd.Series) -> pd.DataFrame:
+    """frame without the rows marked; not copied when none is (as with most ids)."""
+    return frame[~dropped] if dropped.any() else frame
 
 
 class Judge:
@@ -63,6 +68,7 @@ class Judge:
         self.memory = memory or {}
         self.fresh = fresh or {}
         self.judged: dict[tuple[str, str], pd.DataFrame] = {}  # the records validated
+        self._invalid: dict[tuple[str, str], pd.DataFrame] = {}  # and their failures
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -88,17 +94,34 @@ class Judge:
 
     # -- the run -----------------------------------------------------------------------------
 
+    def validate(self, records: dict[tuple[str, str], pd.DataFrame]) -> None:
+        """Find the invalid values of each (system, asset type)'s records, those with a
+        duplicated id aside. All of Great Expectations' part of a run: done before matching, its
+        worker process can end before the rest of the run needs the memory."""
+        for (system, asset_type), frame in records.items():
+            judged = _without(frame, duplicated_ids(frame["source_id"]))
+            self.judged[(system, asset_type)] = judged
+            self._invalid[(system, asset_type)] = self._validate(system, asset_type, judged)
+
     def judge(self, matches: dict[str, AssetMatch]) -> Judgement:
         parts: list[pd.DataFrame] = []
-        invalid: dict[tuple[str, str], pd.DataFrame] = {}
+        self.validate(
+            {
+                (system, asset_type): frame
+                for asset_type, match in matches.items()
+                for system, frame in (("pms", match.pms), ("marketing", match.marketing))
+                if (system, asset_type) not in self._invalid
+            }
+        )
+        invalid = self._invalid
         deadlines: dict[str, pd.Series] = {}
         unarchived: dict[str, pd.DataFrame] = {}
         enabled = self.settings.enabled
         for asset_type, match in matches.items():
             for system, frame in (("pms", match.pms), ("marketing", match.marketing)):
-                judged = frame[~frame["duplicate_id"]]
+                # the matched frame (matching added columns the rules read); the same rows
+                judged = _without(frame, frame["duplicate_id"])
                 self.judged[(system, asset_type)] = judged
-                invalid[(system, asset_type)] = self._validate(system, asset_type, judged)
                 if enabled("DUPLICATE_ID"):
                     parts.append(self.duplicate_ids(system, asset_type, frame))
                 if enabled("INVALID_VALUE"):

@@ -408,8 +408,8 @@ def start_worker() -> None:
     """Start the process that validates with Great Expectations, if none is running and GX is
     not loaded here already. It imports GX (seconds of CPU) on the other core while this process
     reads the sources, instead of taking turns with the readers for the interpreter lock; the
-    suites then run there too. It serves this process until it exits. If it cannot start or
-    dies, validation runs in this process as before."""
+    suites then run there too, until stop_worker(). If it cannot start or dies, validation runs in
+    this process as before."""
     global _worker
     with _worker_lock:
         if _state is None and (_worker is None or not _worker.alive()):
@@ -418,6 +418,16 @@ def start_worker() -> None:
             except OSError as exc:
                 log.debug("validity runs in this process: no worker (%s)", exc)
                 _worker = None
+
+
+def stop_worker() -> None:
+    """End the worker, if one runs: a run stops it once its records are validated, so that its
+    memory (Great Expectations' modules, some 200 MB) is free for the rest of the run."""
+    global _worker
+    with _worker_lock:
+        if _worker is not None:
+            _worker.end()
+            _worker = None
 
 
 class _Worker:
@@ -440,7 +450,7 @@ class _Worker:
             stdout=subprocess.PIPE,
             env=environment,
         )
-        atexit.register(self._end)
+        atexit.register(self.end)
 
     def alive(self) -> bool:
         return self._process.poll() is None
@@ -455,8 +465,16 @@ class _Worker:
             raise value
         return value
 
-    def _end(self) -> None:
-        if self.alive():
+    def end(self) -> None:
+        """Hang up: the worker ends at the end of its input (at once if it is waiting for a
+        suite; killed if it is still busy after a second)."""
+        import subprocess
+
+        with contextlib.suppress(OSError):  # a worker that died took its pipe with it
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
 

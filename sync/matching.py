@@ -61,13 +61,14 @@ PAIR_COLUMNS = [
 ]
 
 
-def _duplicated_ids(ids: pd.Series) -> pd.Series:
+def duplicated_ids(ids: pd.Series) -> pd.Series:
+    """Ids that more than one record of the same system holds (null is no id)."""
     return ids.notna() & ids.duplicated(keep=False)
 
 
 def _parent_lookup(parents: pd.DataFrame) -> pd.Series:
     """source_id -> pms_id for parents whose id is unique in their system (else ambiguous)."""
-    unique = parents[~_duplicated_ids(parents["source_id"]) & parents["source_id"].notna()]
+    unique = parents[~duplicated_ids(parents["source_id"]) & parents["source_id"].notna()]
     return unique.set_index("source_id")["pms_id"]
 
 
@@ -80,15 +81,15 @@ def match_asset(
 ) -> AssetMatch:
     pms = pms.copy(deep=False)  # new columns only: the caller's frames stay as they were
     marketing = marketing.copy(deep=False)
-    pms["duplicate_id"] = _duplicated_ids(pms["source_id"])
-    marketing["duplicate_id"] = _duplicated_ids(marketing["source_id"])
+    pms["duplicate_id"] = duplicated_ids(pms["source_id"])
+    marketing["duplicate_id"] = duplicated_ids(marketing["source_id"])
 
     pms_ids = pd.Index(pms["source_id"].dropna().unique())
     stored = marketing["pms_id"]
     marketing["link"] = np.select(
         [stored.isna(), stored.isin(pms_ids)], [LINK_NONE, LINK_OK], LINK_DANGLING
     )
-    marketing["duplicate_link"] = _duplicated_ids(stored)
+    marketing["duplicate_link"] = duplicated_ids(stored)
     pms["linked"] = pms["source_id"].isin(pd.Index(stored.dropna().unique()))
 
     for frame, parents in ((pms, pms_parents), (marketing, marketing_parents)):

@@ -110,7 +110,7 @@ def worker(monkeypatch: pytest.MonkeyPatch) -> Any:
     started = validity._worker
     assert started is not None and started.alive()
     yield started
-    started._end()
+    started.end()
 
 
 def test_a_clean_frame_gives_an_empty_result_with_the_result_columns() -> None:
@@ -379,7 +379,8 @@ def test_a_worker_process_finds_what_this_process_finds(
     # it ran in the worker: this process has still not loaded GX
     assert validity._state is None and validity._worker is worker and worker.alive()
     assert found == invalid(mixed_frame(), settings=ValiditySettings())  # same worker, again
-    worker._end()
+    validity.stop_worker()
+    assert not worker.alive() and validity._worker is None
     assert found == invalid(mixed_frame())  # no worker now: here
     assert validity._state is not None
     assert list(tmp_path.iterdir()) == []  # no gx/ folder from either
@@ -430,3 +431,27 @@ def test_rows_sharing_values_are_judged_each_as_if_validated_alone() -> None:
     assert [i for i, found in enumerate(alone) if not found] == [0, 1, 6]
     expected = [(f"r{i}", *found[1:]) for i, k in enumerate(DRAWN) for found in alone[k]]
     assert invalid(mixed_frame()) == expected
+
+
+def test_a_run_validates_in_a_worker_of_its_own_and_stops_it(
+    fresh_gx: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import REPO
+
+    from gridrecon import api
+    from gridrecon.core.config import load_config
+    from gridrecon.sample_data import AS_OF as SAMPLE_AS_OF
+
+    started: list[Any] = []
+    start = validity._Worker
+
+    def counted() -> Any:
+        started.append(start())
+        return started[-1]
+
+    monkeypatch.setattr(validity, "_Worker", counted)
+    result = api.reconcile(load_config(REPO / "gridrecon.toml"), as_of=SAMPLE_AS_OF)
+    assert (result.findings["rule_id"] == "INVALID_VALUE").sum() > 0
+    # one worker, stopped once validation was done; GX was never loaded in this process
+    assert len(started) == 1 and not started[0].alive()
+    assert validity._worker is None and validity._state is None
