@@ -84,13 +84,14 @@ def match_asset(
     pms["duplicate_id"] = duplicated_ids(pms["source_id"])
     marketing["duplicate_id"] = duplicated_ids(marketing["source_id"])
 
-    pms_ids = pd.Index(pms["source_id"].dropna().unique())
+    # isin() takes the other side as it is (repeats and all): collecting its distinct values
+    # first is a second pass over half a million strings. Nulls out: a null is no id.
     stored = marketing["pms_id"]
     marketing["link"] = np.select(
-        [stored.isna(), stored.isin(pms_ids)], [LINK_NONE, LINK_OK], LINK_DANGLING
+        [stored.isna(), stored.isin(pms["source_id"].dropna())], [LINK_NONE, LINK_OK], LINK_DANGLING
     )
     marketing["duplicate_link"] = duplicated_ids(stored)
-    pms["linked"] = pms["source_id"].isin(pd.Index(stored.dropna().unique()))
+    pms["linked"] = pms["source_id"].isin(stored.dropna())
 
     for frame, parents in ((pms, pms_parents), (marketing, marketing_parents)):
         if parents is None:
@@ -98,9 +99,7 @@ def match_asset(
             frame["parent_pms_id"] = pd.Series(np.nan, index=frame.index, dtype="str")
             continue
         # A duplicated parent id still exists for its children (SPEC §6).
-        frame["parent_found"] = frame["parent_source_id"].isin(
-            pd.Index(parents["source_id"].dropna().unique())
-        )
+        frame["parent_found"] = frame["parent_source_id"].isin(parents["source_id"].dropna())
         frame["parent_pms_id"] = lookup(frame["parent_source_id"], _parent_lookup(parents)).astype(
             "str"
         )
