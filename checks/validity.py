@@ -415,7 +415,7 @@ def start_worker() -> None:
         if _state is None and (_worker is None or not _worker.alive()):
             try:
                 _worker = _Worker()
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # no process may be started, no executable known
                 log.debug("validity runs in this process: no worker (%s)", exc)
                 _worker = None
 
