@@ -101,15 +101,17 @@ def _stripped_ids(values: pd.Series) -> pd.Series:
 
 
 def _map_distinct(values: pd.Series, function: Any) -> pd.Series:
-    """function(value) for every non-null value, computed once per distinct value.
+    """function(value) for every non-null value (null stays None), as objects, computed once per
+    distinct value (_on_distinct)."""
 
-    Code columns hold a handful of distinct values over hundreds of thousands of rows.
-    """
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    if len(uniques) == 0:
-        return pd.Series(None, index=values.index, dtype=object)
-    mapped = np.array([function(u) for u in uniques] + [None], dtype=object)
-    return pd.Series(mapped[codes], index=values.index, dtype=object)
+    def mapped(part: pd.Series) -> pd.Series:
+        present = part.notna().to_numpy()
+        out = np.full(len(part), None, dtype=object)
+        found = (function(v) for v in part.to_numpy(dtype=object)[present])
+        out[present] = np.fromiter(found, dtype=object, count=int(present.sum()))
+        return pd.Series(out, index=part.index, dtype=object)
+
+    return _on_distinct(values, mapped)
 
 
 def _on_distinct(values: pd.Series, convert: Callable[[pd.Series], pd.Series]) -> pd.Series:
