@@ -449,6 +449,9 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=environment,
+            # A session of its own: Ctrl-C in a terminal reaches the run, which ends this
+            # process, not this process mid-start (a "Fatal Python error" on the user's screen).
+            start_new_session=True,
         )
         atexit.register(self.end)
 
@@ -468,8 +471,10 @@ class _Worker:
     def end(self) -> None:
         """Hang up: the worker ends at the end of its input, at once if it is waiting for a
         suite; one still loading GX (nothing was validated after all) is killed."""
+        import atexit
         import subprocess
 
+        atexit.unregister(self.end)  # a scheduler's process starts one every night
         with contextlib.suppress(OSError):  # a worker that died took its pipe with it
             self._process.stdin.close()
         try:
@@ -477,6 +482,7 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        self._process.stdout.close()
 
 
 def _serve() -> None:
@@ -522,6 +528,7 @@ def _validated(
                 return worker.run_suite(frame, asset_type, checks, parameters)
             except (EOFError, OSError, pickle.UnpicklingError) as exc:  # it died: go on without
                 log.warning("the validity worker stopped (%s); validating in this process", exc)
+                worker.end()
                 _worker = None
     return _run_suite(frame, asset_type, checks, parameters)
 

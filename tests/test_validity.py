@@ -461,3 +461,55 @@ def test_a_run_and_an_adhoc_diff_validate_in_a_worker_of_their_own_and_stop_it(
     assert (sliced.findings["rule_id"] == "INVALID_VALUE").sum() > 0
     assert len(started) == 2 and not started[1].alive()
     assert validity._worker is None and validity._state is None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif(
+    not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+    reason="finds the worker process through /proc (Linux)",
+)
+def test_ctrl_c_ends_a_run_and_its_worker_without_a_traceback(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from conftest import GRIDRECON, SAMPLE
+
+    config = tmp_path / "gridrecon.toml"
+    config.write_text(
+        f'[pms]\nurl = "sqlite:///{SAMPLE / "pms.sqlite"}"\n'
+        f'[marketing]\nurl = "sqlite:///{SAMPLE / "marketing.sqlite"}"\n[report]\ndir = "reports"\n',
+        encoding="utf-8",
+    )
+    run = subprocess.Popen(
+        [str(GRIDRECON), "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job is
+    )
+    worker, deadline = None, time.monotonic() + 60
+    while worker is None and run.poll() is None and time.monotonic() < deadline:
+        worker = next((p for p in _children(run.pid) if "_serve" in _command_line(p)), None)
+        time.sleep(0.01)
+    assert worker is not None, "the run started no validity worker"
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group gets it
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    for noise in ("Traceback", "KeyboardInterrupt", "Fatal Python error"):
+        assert noise not in err
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # ended by the run, or orphaned and reaped
+    assert not Path(f"/proc/{worker}").exists()
