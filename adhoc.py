@@ -17,7 +17,6 @@ from .checks.metrics import compute_metrics
 from .checks.result import RunResult
 from .checks.rules import Judge
 from .checks.settings import RULES, RuleSettings
-from .checks.validity import start_worker, stop_worker
 from .connectors.mapping import ASSET_TYPES
 from .connectors.normalize import empty_frame
 from .connectors.reader import Resolver, Selection, load_org_map, open_sources, read_asset
@@ -154,7 +153,6 @@ def check_asset(
     as_of = as_of or api.today(config)
     check = AssetCheck(query=query.strip(), as_of=as_of)
     reader = SliceReader(config)
-    start_worker()  # Great Expectations loads on the other core while the keys are looked up
     try:
         types = [asset_type] if asset_type else list(ASSET_TYPES)
         assets = _assets(_find(reader, check.query, types))
@@ -173,7 +171,6 @@ def check_asset(
         check.rows_fetched = reader.rows_fetched
     finally:
         reader.close()
-        stop_worker()
     check.history = _history(config, check)
     return check
 
@@ -314,7 +311,6 @@ def diff(
     as_of = as_of or api.today(config)
     started_at = dt.datetime.now(config.timezone)
     reader = SliceReader(config)
-    start_worker()  # Great Expectations loads on the other core while the slice is read
     try:
         selection = Selection("org_code", (org,)) if org else None
         pms = reader.read("pms", asset_type, selection)
@@ -343,10 +339,7 @@ def diff(
         reader.close()
     match = match_asset(asset_type, pms, marketing, parents.get("pms"), parents.get("marketing"))
     mappings = _mappings(config)
-    try:
-        judgement = Judge(mappings, calendar, settings, as_of).judge({asset_type: match})
-    finally:
-        stop_worker()
+    judgement = Judge(mappings, calendar, settings, as_of).judge({asset_type: match})
     findings = judgement.findings
     if org:
         findings = findings[findings["org_code"].fillna("").str.startswith(org)].reset_index(

@@ -433,12 +433,12 @@ def test_rows_sharing_values_are_judged_each_as_if_validated_alone() -> None:
     assert invalid(mixed_frame()) == expected
 
 
-def test_a_run_and_an_adhoc_diff_validate_in_a_worker_of_their_own_and_stop_it(
+def test_a_run_validates_in_a_worker_of_its_own_and_stops_it(
     fresh_gx: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from conftest import REPO
 
-    from gridrecon import adhoc, api
+    from gridrecon import api
     from gridrecon.core.config import load_config
     from gridrecon.sample_data import AS_OF as SAMPLE_AS_OF
 
@@ -455,11 +455,6 @@ def test_a_run_and_an_adhoc_diff_validate_in_a_worker_of_their_own_and_stop_it(
     assert (result.findings["rule_id"] == "INVALID_VALUE").sum() > 0
     # one worker, stopped once validation was done; GX was never loaded in this process
     assert len(started) == 1 and not started[0].alive()
-    assert validity._worker is None and validity._state is None
-    # an ad-hoc diff of one asset type does the same
-    sliced = adhoc.diff(config, "transformer", as_of=SAMPLE_AS_OF)
-    assert (sliced.findings["rule_id"] == "INVALID_VALUE").sum() > 0
-    assert len(started) == 2 and not started[1].alive()
     assert validity._worker is None and validity._state is None
 
 
