@@ -99,6 +99,22 @@ class Completed:
     stderr: str
 
 
+def sample_config(
+    folder: Path, pms_url: str | None = None, marketing_url: str | None = None, extra: str = ""
+) -> Path:
+    """A config in `folder` for the shipped SQLite sample (or the given URLs); reports in
+    folder/reports."""
+    pms_url = pms_url or f"sqlite:///{SAMPLE / 'pms.sqlite'}"
+    marketing_url = marketing_url or f"sqlite:///{SAMPLE / 'marketing.sqlite'}"
+    path = folder / "gridrecon.toml"
+    path.write_text(
+        f'[pms]\nurl = "{pms_url}"\n[marketing]\nurl = "{marketing_url}"\n'
+        f'[report]\ndir = "reports"\n{extra}',
+        encoding="utf-8",
+    )
+    return path
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Completed:
     """Run the installed `gridrecon` console command as a real process."""
     completed = subprocess.run(

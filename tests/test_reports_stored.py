@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import openpyxl
-from conftest import SAMPLE, run_cli
+from conftest import run_cli, sample_config
 
 from gridrecon import api
 from gridrecon.core.config import load_config
@@ -14,12 +14,7 @@ from gridrecon.sample_data import AS_OF
 
 
 def test_a_stored_run_renders_again_exactly_as_it_was_written(tmp_path: Path) -> None:
-    config = tmp_path / "gridrecon.toml"
-    config.write_text(
-        f'[pms]\nurl = "sqlite:///{SAMPLE / "pms.sqlite"}"\n'
-        f'[marketing]\nurl = "sqlite:///{SAMPLE / "marketing.sqlite"}"\n[report]\ndir = "reports"\n',
-        encoding="utf-8",
-    )
+    config = sample_config(tmp_path)
     api.run(load_config(config), as_of=AS_OF)
     _, folder = api.run(load_config(config), as_of=AS_OF)  # a second run: history and a trend
     for fmt, written in (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SAMPLE, run_cli
+from conftest import SAMPLE, run_cli, sample_config
 
 from gridrecon import api
 from gridrecon.checks.findings import FINDING_FIELDS
@@ -25,20 +25,6 @@ def planted() -> pd.DataFrame:
 
 def keys(frame: pd.DataFrame) -> set[tuple[str, ...]]:
     return set(map(tuple, frame[KEY].fillna("").astype(str).values))
-
-
-def sample_config(
-    folder: Path, pms_url: str | None = None, marketing_url: str | None = None, extra: str = ""
-) -> Path:
-    pms_url = pms_url or f"sqlite:///{SAMPLE / 'pms.sqlite'}"
-    marketing_url = marketing_url or f"sqlite:///{SAMPLE / 'marketing.sqlite'}"
-    path = folder / "gridrecon.toml"
-    path.write_text(
-        f'[pms]\nurl = "{pms_url}"\n[marketing]\nurl = "{marketing_url}"\n'
-        f'[report]\ndir = "reports"\n{extra}',
-        encoding="utf-8",
-    )
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -480,14 +480,9 @@ def test_ctrl_c_ends_a_run_and_its_worker_without_a_traceback(tmp_path: Path) ->
     import signal
     import time
 
-    from conftest import GRIDRECON, SAMPLE
+    from conftest import GRIDRECON, sample_config
 
-    config = tmp_path / "gridrecon.toml"
-    config.write_text(
-        f'[pms]\nurl = "sqlite:///{SAMPLE / "pms.sqlite"}"\n'
-        f'[marketing]\nurl = "sqlite:///{SAMPLE / "marketing.sqlite"}"\n[report]\ndir = "reports"\n',
-        encoding="utf-8",
-    )
+    config = sample_config(tmp_path)
     run = subprocess.Popen(
         [str(GRIDRECON), "run", "--config", str(config)],
         stdout=subprocess.PIPE,
