@@ -223,7 +223,7 @@ def decode_codes(values: pd.Series, code_list: dict[str, Any]) -> pd.Series:
 
 
 def to_number(values: pd.Series, scale: float | None) -> pd.Series:
-    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+    if _textual(values):
         numbers = _on_distinct(values, _numbers)
     else:
         numbers = pd.to_numeric(values, errors="coerce").astype("float64")
