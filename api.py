@@ -39,7 +39,7 @@ from .core.config import Config, display_url
 from .core.errors import GridreconError
 from .sync import incremental
 from .sync.incremental import Carried, StoredRecords, remember_validity
-from .sync.matching import match_all
+from .sync.matching import IdCodes, match_all
 
 log = logging.getLogger("gridrecon")
 # A library logs; the application decides where to (the scheduler does; `gridrecon run` prints
@@ -240,11 +240,15 @@ def conclude(
         counts = carried.metric_counts
     else:
         records = {s: {t: pulled.reads[s].records(t) for t in ASSET_TYPES} for s in SYSTEMS}
+        codes = {t: IdCodes.of(records["pms"][t], records["marketing"][t]) for t in ASSET_TYPES}
         try:
-            judge.validate({(s, t): records[s][t] for s in SYSTEMS for t in ASSET_TYPES})
+            judge.validate(
+                {(s, t): records[s][t] for s in SYSTEMS for t in ASSET_TYPES},
+                {(s, t): codes[t].duplicated(s) for s in SYSTEMS for t in ASSET_TYPES},
+            )
         finally:
             stop_worker()  # validation is done: its memory is the rest of the run's
-        matches = match_all(records["pms"], records["marketing"])
+        matches = match_all(records["pms"], records["marketing"], codes)
         judgement = judge.judge(matches)
         findings = judgement.findings
         counts = metric_counts(matches, findings, judgement.deadlines)

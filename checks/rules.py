@@ -14,6 +14,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..connectors.mapping import Mapping
@@ -41,7 +42,7 @@ class Judgement:
     unarchived: dict[str, pd.DataFrame]  # asset type -> in-service PMS assets not in marketing
 
 
-def _without(frame: pd.DataFrame, dropped: pd.Series) -> pd.DataFrame:
+def _without(frame: pd.DataFrame, dropped: np.ndarray) -> pd.DataFrame:
     """frame without the rows marked; not copied when none is (as with most ids)."""
     return frame[~dropped] if dropped.any() else frame
 
@@ -94,12 +95,20 @@ class Judge:
 
     # -- the run -----------------------------------------------------------------------------
 
-    def validate(self, records: dict[tuple[str, str], pd.DataFrame]) -> None:
+    def validate(
+        self,
+        records: dict[tuple[str, str], pd.DataFrame],
+        duplicated: dict[tuple[str, str], np.ndarray] | None = None,
+    ) -> None:
         """Find the invalid values of each (system, asset type)'s records, those with a
-        duplicated id aside. All of Great Expectations' part of a run: done before matching, its
-        worker process can end before the rest of the run needs the memory."""
+        duplicated id aside (`duplicated`: which they are, where the caller knows). All of Great
+        Expectations' part of a run: done before matching, its worker process can end before the
+        rest of the run needs the memory."""
         for (system, asset_type), frame in records.items():
-            judged = _without(frame, duplicated_ids(frame["source_id"]))
+            repeated = (duplicated or {}).get((system, asset_type))
+            if repeated is None:
+                repeated = duplicated_ids(frame["source_id"]).to_numpy()
+            judged = _without(frame, repeated)
             self.judged[(system, asset_type)] = judged
             self._invalid[(system, asset_type)] = self._validate(system, asset_type, judged)
 
@@ -120,7 +129,7 @@ class Judge:
         for asset_type, match in matches.items():
             for system, frame in (("pms", match.pms), ("marketing", match.marketing)):
                 # the matched frame (matching added columns the rules read); the same rows
-                judged = _without(frame, frame["duplicate_id"])
+                judged = _without(frame, frame["duplicate_id"].to_numpy())
                 self.judged[(system, asset_type)] = judged
                 if enabled("DUPLICATE_ID"):
                     parts.append(self.duplicate_ids(system, asset_type, frame))

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..connectors.normalize import in_sorted, record_key_hashes, record_keys
+from ..connectors.normalize import in_sorted, record_key_hashes, record_keys, sorted_unique
 
 SNAPSHOT_FILE = "snapshot.pickle"  # small: what the next run decides with, and the judgement
 RECORDS_GLOB = "records-*.pickle"  # large: the records, loaded only when something changed
@@ -196,7 +196,7 @@ def save(
             for asset_type, frame in by_type.items()
         },
         id_hashes={
-            (system, asset_type): np.unique(
+            (system, asset_type): sorted_unique(
                 record_key_hashes(frame)[frame["source_id"].notna().to_numpy()]
             )
             for system, by_type in stored.records.items()
@@ -284,7 +284,7 @@ def remember_validity(
         failure_keys = record_keys(records.loc[failures["row"].to_numpy()]).to_numpy()
         identified = records["source_id"].notna().to_numpy()
         memory[key] = ValidityMemory(
-            validated=np.unique(record_key_hashes(records)[identified]),
+            validated=sorted_unique(record_key_hashes(records)[identified]),
             failures=pd.DataFrame(
                 {
                     "key": failure_keys,

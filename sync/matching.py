@@ -8,6 +8,7 @@ This module only classifies and pairs records; judging them is the job of checks
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,9 @@ class AssetMatch:
       parent_found   its parent_source_id names a record of the parent type in its own system
       parent_pms_id  the parent's PMS id (PMS: the parent id itself, where that parent exists;
                      marketing: the stored pms_id of its marketing parent, where unambiguous)
-    and on pms: linked (some marketing record carries its id);
-    on marketing: link (none / linked / dangling) and duplicate_link (its pms_id is shared).
+    and on pms: linked (some marketing record carries its id), id_code (IdCodes.pms);
+    on marketing: link (none / linked / dangling), duplicate_link (its pms_id is shared) and
+    link_code (IdCodes.link).
     pairs: the linked pairs that can be compared, one row per marketing record, the PAIR_COLUMNS
     of both sides suffixed _pms and _mkt, plus row_pms / row_mkt (the records' index labels).
     """
@@ -66,6 +68,62 @@ def duplicated_ids(ids: pd.Series) -> pd.Series:
     return ids.notna() & ids.duplicated(keep=False)
 
 
+@dataclass
+class IdCodes:
+    """One asset type's ids as integers, equal ids equal codes, null -1: the PMS ids (PMS
+    source_id and marketing pms_id share one numbering) and marketing's own source_id.
+
+    Matching asks the same few questions of the ids many times over (is it repeated, does the
+    other side have it, which record holds it). Asked of text, each is another pass through a
+    hash table of half a million strings; asked of codes, each is an array lookup. At ten times a
+    province, the hash tables outgrow the processor's caches and the text way grows faster than
+    the rows do.
+    """
+
+    pms: np.ndarray  # per PMS record: the code of its source_id
+    link: np.ndarray  # per marketing record: the code of its pms_id
+    marketing: np.ndarray  # per marketing record: the code of its source_id (its own numbering)
+    pms_count: np.ndarray  # per PMS-id code: how many PMS records hold it
+    link_count: np.ndarray  # per PMS-id code: how many marketing records carry it
+    marketing_count: np.ndarray  # per marketing-id code: how many marketing records hold it
+
+    @classmethod
+    def of(cls, pms: pd.DataFrame, marketing: pd.DataFrame) -> IdCodes:
+        both, pms_ids = pd.factorize(
+            pd.concat([pms["source_id"], marketing["pms_id"]], ignore_index=True)
+        )
+        codes, link = both[: len(pms)], both[len(pms) :]
+        own, marketing_ids = pd.factorize(marketing["source_id"])
+        return cls(
+            pms=codes,
+            link=link,
+            marketing=own,
+            pms_count=_counts(codes, len(pms_ids)),
+            link_count=_counts(link, len(pms_ids)),
+            marketing_count=_counts(own, len(marketing_ids)),
+        )
+
+    def duplicated(self, system: str) -> np.ndarray:
+        """Per record of `system`: its id is held by another record of that system too."""
+        codes, counts = (
+            (self.pms, self.pms_count)
+            if system == "pms"
+            else (self.marketing, self.marketing_count)
+        )
+        return _at(counts, codes) > 1
+
+
+def _counts(codes: np.ndarray, size: int) -> np.ndarray:
+    return np.bincount(codes[codes >= 0], minlength=size)
+
+
+def _at(per_code: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """per_code[code] for each code; 0 (none) for a null (-1)."""
+    if not len(per_code):
+        return np.zeros(len(codes), dtype=per_code.dtype)
+    return np.where(codes >= 0, per_code[codes], 0)
+
+
 def _parent_lookup(parents: pd.DataFrame) -> pd.Series:
     """source_id -> pms_id for parents whose id is unique in their system (else ambiguous)."""
     unique = parents[~duplicated_ids(parents["source_id"]) & parents["source_id"].notna()]
@@ -78,20 +136,22 @@ def match_asset(
     marketing: pd.DataFrame,
     pms_parents: pd.DataFrame | None = None,
     marketing_parents: pd.DataFrame | None = None,
+    codes: IdCodes | None = None,
 ) -> AssetMatch:
+    """codes: IdCodes.of(pms, marketing), where the caller has it already."""
+    codes = codes if codes is not None else IdCodes.of(pms, marketing)
     pms = pms.copy(deep=False)  # new columns only: the caller's frames stay as they were
     marketing = marketing.copy(deep=False)
-    pms["duplicate_id"] = duplicated_ids(pms["source_id"])
-    marketing["duplicate_id"] = duplicated_ids(marketing["source_id"])
-
-    # isin() takes the other side as it is (repeats and all): collecting its distinct values
-    # first is a second pass over half a million strings. Nulls out: a null is no id.
-    stored = marketing["pms_id"]
+    pms["duplicate_id"] = codes.duplicated("pms")
+    marketing["duplicate_id"] = codes.duplicated("marketing")
+    linked_to = codes.link >= 0
     marketing["link"] = np.select(
-        [stored.isna(), stored.isin(pms["source_id"].dropna())], [LINK_NONE, LINK_OK], LINK_DANGLING
+        [~linked_to, _at(codes.pms_count, codes.link) > 0], [LINK_NONE, LINK_OK], LINK_DANGLING
     )
-    marketing["duplicate_link"] = duplicated_ids(stored)
-    pms["linked"] = pms["source_id"].isin(stored.dropna())
+    marketing["duplicate_link"] = _at(codes.link_count, codes.link) > 1
+    pms["linked"] = _at(codes.link_count, codes.pms) > 0
+    pms["id_code"] = codes.pms  # for questions the rules and metrics ask of the ids later
+    marketing["link_code"] = codes.link
 
     for frame, parents in ((pms, pms_parents), (marketing, marketing_parents)):
         if parents is None:
@@ -103,30 +163,38 @@ def match_asset(
         frame["parent_pms_id"] = lookup(frame["parent_source_id"], _parent_lookup(parents)).astype(
             "str"
         )
+    return AssetMatch(asset_type, pms, marketing, _pairs(pms, marketing, codes))
 
-    comparable_mkt = marketing[
+
+def _pairs(pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes) -> pd.DataFrame:
+    """The comparable linked pairs, in marketing's order: a marketing record linked to a PMS
+    id, neither id duplicated in its system, the id carried by no other marketing record."""
+    comparable = (
         (marketing["link"] == LINK_OK) & ~marketing["duplicate_id"] & ~marketing["duplicate_link"]
-    ]
-    comparable_pms = pms[~pms["duplicate_id"]]
-    pairs = (
-        comparable_mkt[PAIR_COLUMNS]
-        .rename_axis("row_mkt")
-        .reset_index()
-        .merge(
-            comparable_pms[PAIR_COLUMNS].rename_axis("row_pms").reset_index(),
-            left_on="pms_id",
-            right_on="source_id",
-            suffixes=("_mkt", "_pms"),
-            how="inner",
-        )
-    )
-    return AssetMatch(asset_type=asset_type, pms=pms, marketing=marketing, pairs=pairs)
+    ).to_numpy()
+    # per PMS-id code: the position of the one PMS record holding it (-1: none, or repeated)
+    holder = np.full(len(codes.pms_count), -1)
+    unique = (codes.pms >= 0) & ~pms["duplicate_id"].to_numpy()
+    holder[codes.pms[unique]] = np.flatnonzero(unique)
+    mkt_rows = np.flatnonzero(comparable)
+    pms_rows = holder[codes.link[mkt_rows]] if len(mkt_rows) else mkt_rows
+    mkt_rows, pms_rows = mkt_rows[pms_rows >= 0], pms_rows[pms_rows >= 0]
+    columns: dict[str, Any] = {"row_mkt": marketing.index[mkt_rows]}
+    for column in PAIR_COLUMNS:
+        columns[f"{column}_mkt"] = marketing[column].array.take(mkt_rows)
+    columns["row_pms"] = pms.index[pms_rows]
+    for column in PAIR_COLUMNS:
+        columns[f"{column}_pms"] = pms[column].array.take(pms_rows)
+    return pd.DataFrame(columns)
 
 
 def match_all(
-    pms: dict[str, pd.DataFrame], marketing: dict[str, pd.DataFrame]
+    pms: dict[str, pd.DataFrame],
+    marketing: dict[str, pd.DataFrame],
+    codes: dict[str, IdCodes] | None = None,
 ) -> dict[str, AssetMatch]:
-    """Match every asset type; parents come from the same system's parent-type records."""
+    """Match every asset type; parents come from the same system's parent-type records.
+    codes: per asset type, IdCodes.of its records, where the caller has them already."""
     matches = {}
     for asset_type in pms:
         parent_type = PARENT_TYPE.get(asset_type)
@@ -136,5 +204,6 @@ def match_all(
             marketing[asset_type],
             pms.get(parent_type) if parent_type else None,
             marketing.get(parent_type) if parent_type else None,
+            (codes or {}).get(asset_type),
         )
     return matches
