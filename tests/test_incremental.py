@@ -279,3 +279,14 @@ def test_record_key_hashes_are_pandas_hashes_of_table_and_id() -> None:
     expected = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     assert record_key_hashes(frame).tolist() == expected.tolist()
     assert record_key_hashes(frame.iloc[:0]).tolist() == []
+
+
+def test_sorted_unique_is_numpys_unique() -> None:
+    import numpy as np
+
+    from gridrecon.connectors.normalize import sorted_unique
+
+    hashes = np.random.default_rng(8).integers(0, 2**64 - 1, 5000, dtype=np.uint64)
+    for values in (hashes, np.repeat(hashes[:40], 3), hashes[:1], hashes[:0]):
+        assert sorted_unique(values).tolist() == np.unique(values).tolist()
+        assert sorted_unique(values).dtype == np.uint64
