@@ -481,7 +481,8 @@ class Judge:
         )
         if self.settings.timeliness_since is not None:
             judged &= pms["commissioned_on"] >= pd.Timestamp(self.settings.timeliness_since)
-        subjects = pms[judged]
+        read = ["source_id", "name", "org_code", "commissioned_on", "recorded_at", "linked"]
+        subjects = pms.loc[judged, read]  # not a copy of every column
         n_due = self.settings.rules["ARCHIVE_OVERDUE"].deadline_working_days
         due = self.calendar.deadlines(subjects["commissioned_on"], n_due)
         due = pd.to_datetime(due).astype("datetime64[us]")
@@ -560,7 +561,10 @@ class Judge:
                     + as_text(recorded[late_pms.index]),
                 )
             )
-        pairs = match.pairs[match.pairs["row_pms"].isin(subjects.index)]
+        read = ["row_pms", "recorded_at_mkt", "source_id_pms", "source_id_mkt", "name_pms"]
+        read += ["org_code_pms", "commissioned_on_pms"]  # not a copy of every pair column
+        pairs = match.pairs[read]
+        pairs = pairs[pairs["row_pms"].isin(subjects.index)]
         if len(pairs):
             pair_deadline = pd.Series(deadline[pairs["row_pms"]].to_numpy(), index=pairs.index)
             mkt_recorded = local_day(pairs["recorded_at_mkt"])
