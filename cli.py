@@ -192,15 +192,14 @@ def _read_progress():
 
 
 def _render_run(result, folder: Path) -> None:
-    from rich.table import Table
-
-    console = _console()
+    # Plain text, not rich: the summary of a quiet night's run is most of what it prints, and
+    # rich's console and table modules take longer to import than that night takes to judge.
     counts = result.counts()
     reads = ", ".join(
         f"{system} " + "/".join(f"{n:,}" for n in source.rows.values())
         for system, source in result.sources.items()
     )
-    console.print(
+    typer.echo(
         f"run {result.run_id}  as of {result.as_of}  read {reads} (substations/lines/transformers)"
     )
     if result.status == "inconclusive":
@@ -212,22 +211,30 @@ def _render_run(result, folder: Path) -> None:
             err=True,
         )
         return
-    table = Table("rule", "severity", "open", box=None, padding=(0, 2))
     severity = result.findings.drop_duplicates("rule_id").set_index("rule_id")["severity"]
-    for rule, count in counts["by_rule"].items():
-        table.add_row(rule, str(severity.get(rule, "")), f"{count:,}")
-    if counts["by_rule"]:
-        console.print(table)
-    console.print(
+    rows = [
+        [rule, str(severity.get(rule, "")), f"{count:,}"]
+        for rule, count in counts["by_rule"].items()
+    ]
+    if rows:
+        typer.echo(_plain_table(["rule", "severity", "open"], rows))
+    typer.echo(
         f"{counts['open']:,} open findings, {counts['waived']:,} waived; reports in {folder}"
     )
     for note in result.notes:
-        console.print(note)
+        typer.echo(note)
     failing = len(result.failing_findings())
     if failing:
-        console.print(
-            f"{failing:,} open findings at or above --fail-on {result.fail_on}", style="red"
-        )
+        typer.secho(f"{failing:,} open findings at or above --fail-on {result.fail_on}", fg="red")
+
+
+def _plain_table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns, two spaces either side of each cell (as rich draws box=None)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "".join(f"  {cell.ljust(width)}  " for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    )
 
 
 @app.command()
