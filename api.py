@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from .checks.rules import Judge
 from .checks.settings import RuleSettings
 from .checks.validity import stop_worker
 from .connectors.mapping import ASSET_TYPES, SYSTEMS, Mapping
+from .connectors.normalize import record_key_hashes
 from .connectors.reader import (
     Progress,
     SourceRead,
@@ -253,7 +255,17 @@ def conclude(
         findings = judgement.findings
         counts = metric_counts(matches, findings, judgement.deadlines)
         if keep is not None:
-            keep["validity"] = remember_validity(judge.judged, judgement.invalid)
+            # Each record's key hash, once: the snapshot keeps them all, the validity memory
+            # those of the records judged (those whose id is not repeated).
+            hashes = {
+                (s, t): record_key_hashes(records[s][t]) for s in SYSTEMS for t in ASSET_TYPES
+            }
+            keep["hashes"] = hashes
+            keep["validity"] = remember_validity(
+                judge.judged,
+                judgement.invalid,
+                {key: hashes[key][~codes[key[1]].duplicated(key[0])] for key in hashes},
+            )
             keep["carried"] = Carried(
                 as_of=as_of,
                 undated=judgement.undated,
@@ -360,6 +372,8 @@ def run(
             if plan.snapshot is not None and plan.snapshot.carried is not None:
                 if plan.snapshot.carried.holds_on(as_of, settings.future_tolerance_days):
                     carry = plan.snapshot.carried
+            # The report modules load and the page template compiles while the databases work.
+            threading.Thread(target=_prepare_reports, name="gridrecon-prepare", daemon=True).start()
             pulled = pull(config, progress, plan, carry)
             if plan.mode == "incremental" and pulled.fresh is None and pulled.carried is None:
                 plan = incremental.ReadPlan("full", "the snapshot's records could not be read")
@@ -439,6 +453,15 @@ def run(
         store.dispose()
 
 
+def _prepare_reports() -> None:
+    try:
+        from .reports.output import prepare
+
+        prepare()
+    except Exception:  # noqa: BLE001 - only a head start: writing the reports says what is wrong
+        log.debug("preparing the reports failed", exc_info=True)
+
+
 def _mappings(config: Config) -> dict[str, Mapping]:
     from .connectors.mapping import load_mapping
 
@@ -472,6 +495,7 @@ def _keep_snapshot(
             stored,
             keep.get("carried"),
             config.incremental.lag_minutes,
+            keep.get("hashes"),
         )
     except OSError as exc:  # the run itself is done; the next one reads everything
         incremental.discard(config.snapshot_dir)

@@ -125,7 +125,7 @@ def metrics_as_of(
     """The metrics table as of as_of, from metric_counts."""
     parents = parents or {}
     start = period_start(as_of, period)
-    rows = []
+    parts = []
     for asset_type, (undated, with_deadline) in counted.items():
         due = with_deadline[with_deadline["deadline"] < pd.Timestamp(as_of)]
         if start is not None:
@@ -138,14 +138,19 @@ def metrics_as_of(
             .fillna(0)
             .astype("int64")
         )
-        for org, row in counts.iterrows():
-            rows.append({"asset_type": asset_type, "org_code": org, "scope": "org", **row})
-        for ancestor, row in _roll_up(counts, parents).iterrows():
-            rows.append({"asset_type": asset_type, "org_code": ancestor, "scope": "rollup", **row})
-        rows.append(
-            {"asset_type": asset_type, "org_code": ALL_ORGS, "scope": "all", **counts.sum()}
-        )
-    metrics = pd.DataFrame(rows, columns=[c for c in METRIC_COLUMNS if not c.endswith("_rate")])
+        total = counts.sum().to_frame(ALL_ORGS).T
+        for scope, table in (
+            ("org", counts),
+            ("rollup", _roll_up(counts, parents)),
+            ("all", total),
+        ):
+            table = table[COUNT_COLUMNS].astype("int64").rename_axis("org_code").reset_index()
+            parts.append(table.assign(asset_type=asset_type, scope=scope))
+    columns = [c for c in METRIC_COLUMNS if not c.endswith("_rate")]
+    metrics = (
+        pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+    )
+    metrics["org_code"] = metrics["org_code"].astype("str")
     for column in COUNT_COLUMNS:
         metrics[column] = metrics[column].astype("int64")
     metrics["linkage_rate"] = _rate(metrics["linked"], metrics["pms_assets"])
@@ -177,20 +182,20 @@ def _first_recorded(marketing: pd.DataFrame, id_codes: pd.Series) -> pd.Series:
 
 def _roll_up(counts: pd.DataFrame, parents: dict[str, str]) -> pd.DataFrame:
     """Each ancestor's counts: its own plus the orgs' below it (a city and its counties)."""
-    totals: dict[str, pd.Series] = {}
-    for org, row in counts.iterrows():
+    links = []  # (org, each of its ancestors)
+    for org in counts.index:
         seen = {org}
         ancestor = parents.get(org)
         while ancestor and ancestor not in seen:  # a cycle in a hand-kept org table ends here
-            totals[ancestor] = totals.get(ancestor, 0) + row
+            links.append((org, ancestor))
             seen.add(ancestor)
             ancestor = parents.get(ancestor)
-    if not totals:
+    if not links:
         return counts.iloc[0:0]
-    for org in totals:  # a city company's total includes what it owns itself
-        if org in counts.index:
-            totals[org] = totals[org] + counts.loc[org]
-    return pd.DataFrame(totals).T.astype("int64").sort_index()
+    orgs, ancestors = zip(*links, strict=True)
+    below = counts.loc[list(orgs)].set_axis(list(ancestors)).groupby(level=0).sum()
+    own = counts.reindex(below.index, fill_value=0)  # a city company's own assets count too
+    return (below + own).astype("int64").sort_index()
 
 
 def _rate(part: pd.Series, whole: pd.Series) -> pd.Series:

@@ -24,7 +24,12 @@ from . import findings
 from .calendar import WorkingCalendar
 from .findings import as_text
 from .settings import COMPARED_FIELDS, RuleSettings
-from .validity import ValiditySettings, find_invalid_values, find_invalid_values_again
+from .validity import (
+    ValiditySettings,
+    columns_read,
+    find_invalid_values,
+    find_invalid_values_again,
+)
 
 SYSTEM_LABEL = {"pms": "PMS", "marketing": "marketing"}
 
@@ -108,7 +113,10 @@ class Judge:
             repeated = (duplicated or {}).get((system, asset_type))
             if repeated is None:
                 repeated = duplicated_ids(frame["source_id"]).to_numpy()
-            judged = _without(frame, repeated)
+            # Only the columns validation reads (and the record keys) are copied.
+            read = columns_read(**self._validity_arguments(system, asset_type))
+            read = [c for c in frame.columns if c in {"source_id", "source_table", *read}]
+            judged = _without(frame[read], repeated)
             self.judged[(system, asset_type)] = judged
             self._invalid[(system, asset_type)] = self._validate(system, asset_type, judged)
 
@@ -168,14 +176,7 @@ class Judge:
         """Validity failures of the judged records; with a memory of an earlier run, only the
         records read tonight go through Great Expectations (see sync/incremental.py)."""
         validate = dict(
-            asset_type=asset_type,
-            mapped_fields=self._mapped_fields(system, asset_type),
-            has_parent=self._has_parent(system, asset_type),
-            as_of=self.as_of,
-            settings=ValiditySettings(
-                enabled_checks=self.settings.validity_checks,
-                future_tolerance_days=self.settings.future_tolerance_days,
-            ),
+            asset_type=asset_type, as_of=self.as_of, **self._validity_arguments(system, asset_type)
         )
         memory = self.memory.get((system, asset_type))
         if memory is None:
@@ -186,6 +187,16 @@ class Judge:
         known = pd.Series(validated, index=judged.index) & ~fresh & keys.notna()
         return find_invalid_values_again(
             judged, known=known, failures=memory.failures, keys=keys, **validate
+        )
+
+    def _validity_arguments(self, system: str, asset_type: str) -> dict[str, Any]:
+        return dict(
+            mapped_fields=self._mapped_fields(system, asset_type),
+            has_parent=self._has_parent(system, asset_type),
+            settings=ValiditySettings(
+                enabled_checks=self.settings.validity_checks,
+                future_tolerance_days=self.settings.future_tolerance_days,
+            ),
         )
 
     # -- DUPLICATE_ID ------------------------------------------------------------------------

@@ -324,6 +324,14 @@ def _active_checks(
     return tuple(c for c in _CHECKS if c.name in enabled and c.field in fields)
 
 
+def columns_read(
+    mapped_fields: frozenset[str], has_parent: bool, settings: ValiditySettings
+) -> list[str]:
+    """The columns of a canonical frame that find_invalid_values reads, given the same
+    arguments: a caller with a wide frame can hand over just these."""
+    return _needed_columns(_active_checks(mapped_fields, has_parent, settings))
+
+
 def _needed_columns(checks: tuple[_Check, ...]) -> list[str]:
     needed: dict[str, None] = {}  # ordered set
     for check in checks:

@@ -167,9 +167,11 @@ def save(
     stored: StoredRecords,
     carried: Carried | None,
     lag_minutes: int,
+    hashes: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> None:
     """Write the records, then the snapshot that names them, each atomically: a crash leaves
-    the previous snapshot or the new one, never half, and never one without its records."""
+    the previous snapshot or the new one, never half, and never one without its records.
+    hashes: record_key_hashes of each of the records' frames, where the caller has them."""
     folder.mkdir(parents=True, exist_ok=True)
     records_file = f"records-{run_started_at:%Y%m%d%H%M%S}-{os.getpid()}.pickle"
     _write(folder / records_file, stored, memo=False)
@@ -197,7 +199,9 @@ def save(
         },
         id_hashes={
             (system, asset_type): sorted_unique(
-                record_key_hashes(frame)[frame["source_id"].notna().to_numpy()]
+                _hashes(frame, (hashes or {}).get((system, asset_type)))[
+                    frame["source_id"].notna().to_numpy()
+                ]
             )
             for system, by_type in stored.records.items()
             for asset_type, frame in by_type.items()
@@ -275,16 +279,19 @@ def _same_rows(kept: pd.DataFrame, read: pd.DataFrame) -> bool:
 
 
 def remember_validity(
-    judged: dict[tuple[str, str], pd.DataFrame], invalid: dict[tuple[str, str], pd.DataFrame]
+    judged: dict[tuple[str, str], pd.DataFrame],
+    invalid: dict[tuple[str, str], pd.DataFrame],
+    hashes: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> dict[tuple[str, str], ValidityMemory]:
-    """Validation results by record key, from a run's validated records and their failures."""
+    """Validation results by record key, from a run's validated records and their failures.
+    hashes: record_key_hashes of each judged frame, where the caller has them."""
     memory = {}
     for key, records in judged.items():
         failures = invalid[key]
         failure_keys = record_keys(records.loc[failures["row"].to_numpy()]).to_numpy()
         identified = records["source_id"].notna().to_numpy()
         memory[key] = ValidityMemory(
-            validated=sorted_unique(record_key_hashes(records)[identified]),
+            validated=sorted_unique(_hashes(records, (hashes or {}).get(key))[identified]),
             failures=pd.DataFrame(
                 {
                     "key": failure_keys,
@@ -293,3 +300,8 @@ def remember_validity(
             ),
         )
     return memory
+
+
+def _hashes(records: pd.DataFrame, known: np.ndarray | None) -> np.ndarray:
+    """record_key_hashes(records), unless the caller computed them already."""
+    return record_key_hashes(records) if known is None else known

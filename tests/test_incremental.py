@@ -290,3 +290,33 @@ def test_sorted_unique_is_numpys_unique() -> None:
     for values in (hashes, np.repeat(hashes[:40], 3), hashes[:1], hashes[:0]):
         assert sorted_unique(values).tolist() == np.unique(values).tolist()
         assert sorted_unique(values).dtype == np.uint64
+
+
+def test_a_run_keeps_each_records_key_hash_and_the_judged_ones_as_validated(tmp_path) -> None:
+    # The hashes are computed once per run and shared by the snapshot and the validity memory:
+    # they must be the records' own, and the validated ones those of the records judged.
+    import datetime as dt
+
+    from conftest import sample_config
+
+    from gridrecon.checks.calendar import WorkingCalendar
+    from gridrecon.checks.settings import RuleSettings
+    from gridrecon.connectors.normalize import record_key_hashes, sorted_unique
+    from gridrecon.sync.matching import duplicated_ids
+
+    config = load_config(sample_config(tmp_path))
+    pulled = api.pull(config)
+    keep: dict = {}
+    settings = RuleSettings.parse(config.rules, config.path)
+    started = dt.datetime.now(config.timezone)
+    api.conclude(config, settings, WorkingCalendar.load(None), pulled, AS_OF, started, None, keep)
+    repeated = 0
+    for (system, asset_type), hashes in keep["hashes"].items():
+        records = pulled.reads[system].records(asset_type)
+        assert hashes.tolist() == record_key_hashes(records).tolist()
+        judged = records[~duplicated_ids(records["source_id"])]
+        repeated += len(records) - len(judged)
+        expected = sorted_unique(record_key_hashes(judged)[judged["source_id"].notna().to_numpy()])
+        validated = keep["validity"][(system, asset_type)].validated
+        assert validated.tolist() == expected.tolist()
+    assert repeated == 2  # the sample's transformer id in two PMS tables
