@@ -1,0 +1,97 @@
+"""The `gridrecon` command exits without the interpreter's teardown (cli.entry_point), and loses
+nothing by it: all output arrives, exit codes and exit functions are as with a normal exit, and
+work still running in another thread is waited for."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import run_cli, sample_config
+from in_process import gridrecon
+
+from gridrecon.sample_data import AS_OF
+
+
+def python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    # output buffered as Python buffers a pipe by default, whatever this process was given
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_every_line_of_a_long_output_arrives_through_a_pipe(tmp_path: Path) -> None:
+    # the sample's findings as JSON: well over what one write of the output buffer holds
+    config = str(sample_config(tmp_path))
+    assert run_cli("run", "--config", config, "--as-of", AS_OF.isoformat()).code == 0
+    command = run_cli("findings", "list", "--config", config, "--format", "json")
+    assert command.code == 0, command.stderr
+    assert len(command.stdout) > 16_000
+    expected = gridrecon("findings", "list", "--config", config, "--format", "json").stdout
+    assert command.stdout == expected
+
+
+def test_exit_codes_and_messages_are_those_of_a_normal_exit(tmp_path: Path) -> None:
+    missing = run_cli("run", "--config", str(tmp_path / "missing.toml"))
+    assert missing.code == 2
+    assert missing.stderr.startswith("gridrecon: error:") and "missing.toml" in missing.stderr
+    assert run_cli("--help").code == 0
+    assert run_cli("no-such-command").code == 2
+
+
+def test_exit_functions_run_and_a_message_exit_is_exit_1(tmp_path: Path) -> None:
+    done = python(
+        "import atexit, pathlib, sys\n"
+        "from gridrecon.cli import entry_point\n"
+        "atexit.register(lambda: pathlib.Path('ran').write_text('yes'))\n"
+        "sys.argv = ['gridrecon', '--help']\n"
+        "entry_point()\n",
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ran").read_text() == "yes"
+    said = python(
+        "import sys\n"
+        "import gridrecon.cli as cli\n"
+        "cli.main = lambda: sys.exit('gridrecon: stopped')\n"
+        "cli.entry_point()\n",
+        tmp_path,
+    )
+    assert (said.returncode, said.stderr.strip()) == (1, "gridrecon: stopped")
+
+
+def test_a_thread_still_working_is_waited_for(tmp_path: Path) -> None:
+    done = python(
+        "import pathlib, sys, threading, time\n"
+        "from gridrecon.cli import entry_point\n"
+        "def work():\n"
+        "    time.sleep(1)\n"
+        "    pathlib.Path('written').write_text('late')\n"
+        "threading.Thread(target=work).start()\n"
+        "sys.argv = ['gridrecon', '--help']\n"
+        "entry_point()\n",
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "written").read_text() == "late"
+
+
+def test_output_still_in_pythons_buffer_is_written_before_the_exit(tmp_path: Path) -> None:
+    # click's echo flushes as it writes; print() into a pipe does not: what is still buffered
+    # at the end must not be lost by skipping the teardown (which would have flushed it)
+    done = python(
+        "import gridrecon.cli as cli\n"
+        "cli.main = lambda: [print('line') for _ in range(20_000)]\n"
+        "cli.entry_point()\n",
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "line\n" * 20_000
