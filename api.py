@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,8 +371,6 @@ def run(
             if plan.snapshot is not None and plan.snapshot.carried is not None:
                 if plan.snapshot.carried.holds_on(as_of, settings.future_tolerance_days):
                     carry = plan.snapshot.carried
-            # The report modules load and the page template compiles while the databases work.
-            threading.Thread(target=_prepare_reports, name="gridrecon-prepare", daemon=True).start()
             pulled = pull(config, progress, plan, carry)
             if plan.mode == "incremental" and pulled.fresh is None and pulled.carried is None:
                 plan = incremental.ReadPlan("full", "the snapshot's records could not be read")
@@ -451,15 +448,6 @@ def run(
         raise
     finally:
         store.dispose()
-
-
-def _prepare_reports() -> None:
-    try:
-        from .reports.output import prepare
-
-        prepare()
-    except Exception:  # noqa: BLE001 - only a head start: writing the reports says what is wrong
-        log.debug("preparing the reports failed", exc_info=True)
 
 
 def _mappings(config: Config) -> dict[str, Mapping]:

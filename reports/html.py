@@ -73,13 +73,6 @@ def render_html(result: RunResult, lang: str = "zh") -> str:
     return _environment().get_template("report.html.j2").render(context)
 
 
-def prepare() -> None:
-    """Compile the template and read the page's assets, ahead of the first render."""
-    _environment().get_template("report.html.j2")
-    _asset("report.js")
-    _asset("report.css")
-
-
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(

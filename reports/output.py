@@ -14,7 +14,6 @@ from pathlib import Path
 from ..checks.result import RunResult
 from ..core.errors import ConfigError
 from . import machine
-from .html import prepare as prepare_html
 from .html import render_html
 from .xlsx import render_xlsx
 
@@ -29,12 +28,6 @@ RENDERERS: dict[str, Callable[[RunResult], str | bytes]] = {
     "findings.xlsx": render_xlsx,
     "report.html": render_html,
 }
-
-
-def prepare() -> None:
-    """Everything rendering needs that does not depend on the run: its modules are loaded by
-    importing this one; the page template is compiled here."""
-    prepare_html()
 
 
 def write_run_folder(result: RunResult, report_dir: Path) -> Path:
