@@ -302,8 +302,9 @@ class Judge:
 
     def links(self, match: AssetMatch) -> list[pd.DataFrame]:
         asset_type = match.asset_type
-        marketing = match.marketing[~match.marketing["duplicate_id"]]
-        in_service = marketing["status"] == "in_service"
+        marketing = match.marketing  # masks, not a copy of the records without repeated ids
+        judged = ~marketing["duplicate_id"]
+        in_service = judged & (marketing["status"] == "in_service")
         out = []
         if self.settings.enabled("MISSING_IN_PMS"):
             dangling = marketing[in_service & (marketing["link"] == LINK_DANGLING)]
@@ -338,7 +339,7 @@ class Judge:
                 )
             )
         if self.settings.enabled("DUPLICATE_LINK"):
-            shared = marketing[marketing["duplicate_link"]]
+            shared = marketing[judged & marketing["duplicate_link"]]
             group = shared.groupby("pms_id")["source_id"].transform(
                 lambda ids: ", ".join(sorted(ids.dropna()))
             )

@@ -35,8 +35,8 @@ class AssetMatch:
     and on pms: linked (some marketing record carries its id), id_code (IdCodes.pms);
     on marketing: link (none / linked / dangling), duplicate_link (its pms_id is shared) and
     link_code (IdCodes.link).
-    pairs: the linked pairs that can be compared, one row per marketing record, the PAIR_COLUMNS
-    of both sides suffixed _pms and _mkt, plus row_pms / row_mkt (the records' index labels).
+    pairs: the linked pairs that can be compared, one row per marketing record, each side's
+    PAIR_COLUMNS suffixed _pms and _mkt, plus row_pms / row_mkt (the records' index labels).
     """
 
     asset_type: str
@@ -45,22 +45,22 @@ class AssetMatch:
     pairs: pd.DataFrame
 
 
-# What the rules read of a pair: the compared fields, and what a finding about a pair shows. Only
-# these are joined: a province has half a million pairs, and every column more is copied twice.
-PAIR_COLUMNS = [
-    "source_id",
-    "pms_id",
+# What the rules read of a pair, per side: the compared fields, what a finding about a pair shows,
+# and what the timeliness rule reads. Only these are taken: a province has half a million pairs,
+# and every column more is another pass over half a million Python strings.
+COMPARED_COLUMNS = [
     "name",
     "name_key",
     "voltage_kv",
     "capacity_kva",
     "org_code",
     "status",
-    "parent_source_id",
     "parent_pms_id",
-    "commissioned_on",
-    "recorded_at",
 ]
+PAIR_COLUMNS = {
+    "pms": ["source_id", *COMPARED_COLUMNS, "commissioned_on"],
+    "marketing": ["source_id", *COMPARED_COLUMNS, "parent_source_id", "recorded_at"],
+}
 
 
 def duplicated_ids(ids: pd.Series) -> pd.Series:
@@ -180,10 +180,10 @@ def _pairs(pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes) -> pd.Dat
     pms_rows = holder[codes.link[mkt_rows]] if len(mkt_rows) else mkt_rows
     mkt_rows, pms_rows = mkt_rows[pms_rows >= 0], pms_rows[pms_rows >= 0]
     columns: dict[str, Any] = {"row_mkt": marketing.index[mkt_rows]}
-    for column in PAIR_COLUMNS:
+    for column in PAIR_COLUMNS["marketing"]:
         columns[f"{column}_mkt"] = marketing[column].array.take(mkt_rows)
     columns["row_pms"] = pms.index[pms_rows]
-    for column in PAIR_COLUMNS:
+    for column in PAIR_COLUMNS["pms"]:
         columns[f"{column}_pms"] = pms[column].array.take(pms_rows)
     return pd.DataFrame(columns)
 

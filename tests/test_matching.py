@@ -42,18 +42,23 @@ def reference(pms: pd.DataFrame, marketing: pd.DataFrame) -> dict:
     marketing_duplicate = repeated(marketing["source_id"])
     comparable_mkt = marketing[(link == LINK_OK) & ~marketing_duplicate & ~duplicate_link]
     comparable_pms = pms[~pms_duplicate]
+    every = [*dict.fromkeys(["pms_id", *PAIR_COLUMNS["pms"], *PAIR_COLUMNS["marketing"]])]
     pairs = (
-        comparable_mkt[PAIR_COLUMNS]
+        comparable_mkt[every]
         .rename_axis("row_mkt")
         .reset_index()
         .merge(
-            comparable_pms[PAIR_COLUMNS].rename_axis("row_pms").reset_index(),
+            comparable_pms[every].rename_axis("row_pms").reset_index(),
             left_on="pms_id",
             right_on="source_id",
             suffixes=("_mkt", "_pms"),
             how="inner",
         )
     )
+    # each side's columns, as matching keeps them
+    kept = ["row_mkt", *(f"{c}_mkt" for c in PAIR_COLUMNS["marketing"])]
+    kept += ["row_pms", *(f"{c}_pms" for c in PAIR_COLUMNS["pms"])]
+    pairs = pairs[kept]
     return {
         "pms duplicate_id": pms_duplicate.tolist(),
         "pms linked": pms["source_id"].isin(stored.dropna()).tolist(),
