@@ -179,10 +179,12 @@ def _pairs(pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes) -> pd.Dat
     mkt_rows = np.flatnonzero(comparable)
     pms_rows = holder[codes.link[mkt_rows]] if len(mkt_rows) else mkt_rows
     mkt_rows, pms_rows = mkt_rows[pms_rows >= 0], pms_rows[pms_rows >= 0]
-    columns: dict[str, Any] = {"row_mkt": marketing.index[mkt_rows]}
+    # the labels as arrays: a frame built from an Index column checks it at length (0.5 s for
+    # five million labels)
+    columns: dict[str, Any] = {"row_mkt": marketing.index.to_numpy()[mkt_rows]}
     for column in PAIR_COLUMNS["marketing"]:
         columns[f"{column}_mkt"] = marketing[column].array.take(mkt_rows)
-    columns["row_pms"] = pms.index[pms_rows]
+    columns["row_pms"] = pms.index.to_numpy()[pms_rows]
     for column in PAIR_COLUMNS["pms"]:
         columns[f"{column}_pms"] = pms[column].array.take(pms_rows)
     return pd.DataFrame(columns)
