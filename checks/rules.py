@@ -493,14 +493,14 @@ class Judge:
         )
         if self.settings.timeliness_since is not None:
             judged &= pms["commissioned_on"] >= pd.Timestamp(self.settings.timeliness_since)
-        read = ["source_id", "name", "org_code", "commissioned_on", "recorded_at", "linked"]
-        subjects = pms.loc[judged, read]  # not a copy of every column
+        # Dates only: the text of a finding is taken for the few assets it is about.
+        subjects = pms.loc[judged, ["commissioned_on", "recorded_at", "linked"]]
         n_due = self.settings.rules["ARCHIVE_OVERDUE"].deadline_working_days
         due = self.calendar.deadlines(subjects["commissioned_on"], n_due)
         due = pd.to_datetime(due).astype("datetime64[us]")
-        unlinked = subjects[~subjects["linked"]]
-        unarchived = unlinked[["source_id", "name", "org_code", "commissioned_on"]].assign(
-            due=due[unlinked.index]
+        unlinked = subjects.index[~subjects["linked"]]
+        unarchived = pms.loc[unlinked, ["source_id", "name", "org_code", "commissioned_on"]].assign(
+            due=due[unlinked]
         )
         late = self._late(match, subjects) if self.settings.enabled("ARCHIVE_LATE") else []
         return late, due, unarchived
@@ -555,7 +555,8 @@ class Judge:
         ).astype("datetime64[us]")
         out = []
         recorded = local_day(subjects["recorded_at"])
-        late_pms = subjects[recorded > deadline]
+        late_rows = subjects.index[recorded > deadline]
+        late_pms = match.pms.loc[late_rows, ["source_id", "name", "org_code", "commissioned_on"]]
         if len(late_pms):
             out.append(
                 findings.build(
