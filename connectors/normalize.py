@@ -322,17 +322,6 @@ def in_sorted(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
     return sorted_values[at] == values
 
 
-def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
-    """table[key] for every key (null where absent), keeping table's dtype.
-
-    Series.map(Series) converts an empty mapper to float64, which breaks on datetimes and
-    strings; reindexing does not. `table` must have a unique index.
-    """
-    found = table.reindex(keys.to_numpy())
-    found.index = keys.index
-    return found.astype(table.dtype)
-
-
 def local_day(stamps: pd.Series) -> pd.Series:
     """The calendar day of zone-aware timestamps, in their zone (the configured one)."""
     if not isinstance(stamps.dtype, pd.DatetimeTZDtype):

@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..connectors.normalize import lookup
-
 # What a marketing record's stored pms_id points at.
 LINK_NONE = "none"  # null or blank pms_id: no link
 LINK_OK = "linked"  # a PMS record with that id exists (possibly a duplicated one)
@@ -124,12 +122,6 @@ def _at(per_code: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.where(codes >= 0, per_code[codes], 0)
 
 
-def _parent_lookup(parents: pd.DataFrame) -> pd.Series:
-    """source_id -> pms_id for parents whose id is unique in their system (else ambiguous)."""
-    unique = parents[~duplicated_ids(parents["source_id"]) & parents["source_id"].notna()]
-    return unique.set_index("source_id")["pms_id"]
-
-
 def match_asset(
     asset_type: str,
     pms: pd.DataFrame,
@@ -158,12 +150,23 @@ def match_asset(
             frame["parent_found"] = False
             frame["parent_pms_id"] = pd.Series(np.nan, index=frame.index, dtype="str")
             continue
-        # A duplicated parent id still exists for its children (SPEC §6).
-        frame["parent_found"] = frame["parent_source_id"].isin(parents["source_id"].dropna())
-        frame["parent_pms_id"] = lookup(frame["parent_source_id"], _parent_lookup(parents)).astype(
-            "str"
-        )
+        frame["parent_found"], frame["parent_pms_id"] = _parents(frame["parent_source_id"], parents)
     return AssetMatch(asset_type, pms, marketing, _pairs(pms, marketing, codes))
+
+
+def _parents(wanted: pd.Series, parents: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
+    """For each parent id in `wanted`: whether a record of `parents` has it (a duplicated parent
+    id still exists for its children, SPEC §6), and that parent's pms_id where exactly one
+    has it (null where none or several do). One numbering of both sides' ids, then arrays."""
+    numbers, distinct = pd.factorize(pd.concat([parents["source_id"], wanted], ignore_index=True))
+    own, asked = numbers[: len(parents)], numbers[len(parents) :]
+    count = _counts(own, len(distinct))
+    holder = np.full(len(distinct) + 1, -1)  # per id number: the one parent holding it; last: null
+    alone = (own >= 0) & (_at(count, own) == 1)
+    holder[own[alone]] = np.flatnonzero(alone)
+    rows = holder[asked]  # a null wanted id is number -1: the last entry, -1
+    found = parents["pms_id"].astype("str").array.take(rows, allow_fill=True)
+    return _at(count, asked) > 0, pd.Series(found, index=wanted.index, dtype="str")
 
 
 def _pairs(pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes) -> pd.DataFrame:

@@ -69,9 +69,24 @@ def reference(pms: pd.DataFrame, marketing: pd.DataFrame) -> dict:
     }
 
 
+def parent_reference(wanted: pd.Series, parents: pd.DataFrame) -> tuple[list, list]:
+    """Whether some parent has the id; that parent's pms_id where exactly one has it."""
+    unique = parents[
+        parents["source_id"].notna() & ~parents["source_id"].duplicated(keep=False)
+    ].set_index("source_id")["pms_id"]
+    found = unique.reindex(wanted.to_numpy()).astype("str")
+    return wanted.isin(parents["source_id"].dropna()).tolist(), found.tolist()
+
+
 def compare(pms: pd.DataFrame, marketing: pd.DataFrame, **parents) -> None:
     """match_asset against the reference (on the matched frames: they add the parents)."""
     match = match_asset("transformer", pms, marketing, **parents)
+    for system, frame in (("pms", match.pms), ("marketing", match.marketing)):
+        given = parents.get(f"{system}_parents")
+        if given is not None:
+            expected = parent_reference(frame["parent_source_id"], given)
+            got = frame["parent_found"].tolist(), frame["parent_pms_id"].tolist()
+            assert str(got) == str(expected), system  # str: NaN equals NaN
     got = {
         "pms duplicate_id": match.pms["duplicate_id"].tolist(),
         "pms linked": match.pms["linked"].tolist(),
@@ -117,6 +132,22 @@ def test_every_awkward_id_case_matches_as_the_text_reference() -> None:
         label="m",
     )
     compare(pms, marketing)
+
+
+def test_parents_are_found_as_the_text_reference_finds_them() -> None:
+    # a parent held once, one held twice (found, but no pms_id), a missing one, a null, and a
+    # parent id whose record has no pms_id
+    lines = records(["L1", "L2", "L2", "L3", None], ["P1", "P2", "P2b", None, "P5"], label="l")
+    pms = records(["a", "b", "c", "d", "e", "f"], label="p")
+    pms["parent_source_id"] = pd.Series(
+        ["L1", "L2", "L404", None, "L3", "L1"], index=pms.index, dtype="str"
+    )
+    marketing = records(["m1", "m2"], ["a", "b"], label="m")
+    marketing["parent_source_id"] = pd.Series(["L2", "L1"], index=marketing.index, dtype="str")
+    compare(pms, marketing, pms_parents=lines, marketing_parents=lines.iloc[:0])
+    found = match_asset("transformer", pms, marketing, pms_parents=lines).pms
+    assert found["parent_found"].tolist() == [True, True, False, False, True, True]
+    assert found["parent_pms_id"].iloc[0] == "P1" and pd.isna(found["parent_pms_id"].iloc[1])
 
 
 @pytest.mark.parametrize("side", ["pms", "marketing"])
