@@ -166,15 +166,16 @@ def _first_recorded(marketing: pd.DataFrame, id_codes: pd.Series) -> pd.Series:
     carrying it, those with a duplicated id aside (NaT where none is known). On the codes: a
     group-by on the ids as text outgrows the processor's caches at national scale."""
     stamps = marketing["recorded_at"]
-    nanos = stamps.to_numpy(dtype="datetime64[us]").view("int64")  # UTC; NaT is the minimum
-    unknown = np.iinfo(np.int64).max
-    nanos = np.where(nanos == np.iinfo(np.int64).min, unknown, nanos)
-    carried = (marketing["link_code"].to_numpy() >= 0) & ~marketing["duplicate_id"].to_numpy()
+    not_a_time = np.iinfo(np.int64).min  # NaT, as microseconds
+    unknown = np.iinfo(np.int64).max  # later than any time: min() passes it over
+    micros = stamps.to_numpy(dtype="datetime64[us]").view("int64")  # UTC
+    micros = np.where(micros == not_a_time, unknown, micros)
     codes, links = id_codes.to_numpy(), marketing["link_code"].to_numpy()
+    carried = (links >= 0) & ~marketing["duplicate_id"].to_numpy()
     earliest = np.full(max(codes.max(initial=-1), links.max(initial=-1)) + 1, unknown)
-    np.minimum.at(earliest, links[carried], nanos[carried])
+    np.minimum.at(earliest, links[carried], micros[carried])
     found = np.where(codes >= 0, earliest[codes], unknown)
-    found = np.where(found == unknown, np.iinfo(np.int64).min, found).view("datetime64[us]")
+    found = np.where(found == unknown, not_a_time, found).view("datetime64[us]")
     utc = pd.Series(found, index=id_codes.index).dt.tz_localize("UTC")
     zone = getattr(stamps.dtype, "tz", None)
     return utc.dt.tz_convert(zone) if zone is not None else utc

@@ -180,7 +180,7 @@ def _pairs(pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes) -> pd.Dat
     unique = (codes.pms >= 0) & ~pms["duplicate_id"].to_numpy()
     holder[codes.pms[unique]] = np.flatnonzero(unique)
     mkt_rows = np.flatnonzero(comparable)
-    pms_rows = holder[codes.link[mkt_rows]] if len(mkt_rows) else mkt_rows
+    pms_rows = holder[codes.link[mkt_rows]]
     mkt_rows, pms_rows = mkt_rows[pms_rows >= 0], pms_rows[pms_rows >= 0]
     # the labels as arrays: a frame built from an Index column checks it at length (0.5 s for
     # five million labels)
