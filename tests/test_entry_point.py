@@ -28,6 +28,12 @@ def python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     )
 
 
+def help_after(setup: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`gridrecon --help` through entry_point, in a process where `setup` ran first."""
+    entry = "import sys\nfrom gridrecon.cli import entry_point\n"
+    return python(setup + entry + "sys.argv = ['gridrecon', '--help']\nentry_point()\n", tmp_path)
+
+
 def test_every_line_of_a_long_output_arrives_through_a_pipe(tmp_path: Path) -> None:
     # the sample's findings as JSON: well over what one write of the output buffer holds
     config = str(sample_config(tmp_path))
@@ -48,12 +54,8 @@ def test_exit_codes_and_messages_are_those_of_a_normal_exit(tmp_path: Path) -> N
 
 
 def test_exit_functions_run_and_a_message_exit_is_exit_1(tmp_path: Path) -> None:
-    done = python(
-        "import atexit, pathlib, sys\n"
-        "from gridrecon.cli import entry_point\n"
-        "atexit.register(lambda: pathlib.Path('ran').write_text('yes'))\n"
-        "sys.argv = ['gridrecon', '--help']\n"
-        "entry_point()\n",
+    done = help_after(
+        "import atexit, pathlib\natexit.register(lambda: pathlib.Path('ran').write_text('yes'))\n",
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
@@ -69,15 +71,12 @@ def test_exit_functions_run_and_a_message_exit_is_exit_1(tmp_path: Path) -> None
 
 
 def test_a_thread_still_working_is_waited_for(tmp_path: Path) -> None:
-    done = python(
-        "import pathlib, sys, threading, time\n"
-        "from gridrecon.cli import entry_point\n"
+    done = help_after(
+        "import pathlib, threading, time\n"
         "def work():\n"
         "    time.sleep(1)\n"
         "    pathlib.Path('written').write_text('late')\n"
-        "threading.Thread(target=work).start()\n"
-        "sys.argv = ['gridrecon', '--help']\n"
-        "entry_point()\n",
+        "threading.Thread(target=work).start()\n",
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
