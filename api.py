@@ -20,9 +20,9 @@ from typing import Any
 import pandas as pd
 
 from .checks.calendar import WorkingCalendar
-from .checks.metrics import metric_counts, metrics_as_of
+from .checks.metrics import asset_counts, merge_counts, metrics_as_of
 from .checks.result import RunResult, SourceSummary
-from .checks.rules import Judge
+from .checks.rules import AssetJudgement, Judge, Judgement
 from .checks.settings import RuleSettings
 from .checks.validity import stop_worker
 from .connectors.mapping import ASSET_TYPES, SYSTEMS, Mapping
@@ -40,7 +40,8 @@ from .core.config import Config, display_url
 from .core.errors import GridreconError
 from .sync import incremental
 from .sync.incremental import Carried, StoredRecords, remember_validity
-from .sync.matching import IdCodes, match_all
+from .sync.matching import PARENT_TYPE, IdCodes, matched_records, paired
+from .sync.partition import partitions
 
 log = logging.getLogger("gridrecon")
 # A library logs; the application decides where to (the scheduler does; `gridrecon run` prints
@@ -236,6 +237,7 @@ def conclude(
     """
     judge = Judge(pulled.mappings, calendar, settings, as_of, pulled.validity, pulled.fresh)
     carried = pulled.carried
+    notes: list[str] = []
     if carried is not None:  # nothing changed: the last judgement, as of tonight
         findings = judge.findings(carried.undated, carried.unarchived)
         counts = carried.metric_counts
@@ -249,10 +251,14 @@ def conclude(
             )
         finally:
             stop_worker()  # validation is done: its memory is the rest of the run's
-        matches = match_all(records["pms"], records["marketing"], codes)
-        judgement = judge.judge(matches)
+        judgement, counts, partitioned = _judge(judge, records, codes, config.partition_rows)
         findings = judgement.findings
-        counts = metric_counts(matches, findings, judgement.deadlines)
+        notes += [
+            f"{asset_type} judged in {count} partitions ([run] partition_rows = "
+            f"{config.partition_rows})"
+            for asset_type, count in partitioned.items()
+            if count > 1
+        ]
         if keep is not None:
             # Each record's key hash, once: the snapshot keeps them all, the validity memory
             # those of the records judged (those whose id is not repeated).
@@ -292,7 +298,47 @@ def conclude(
         metrics=metrics,
         fail_on=fail_on,
         orgs=orgs,
+        notes=notes,
     )
+
+
+def _judge(
+    judge: Judge,
+    records: dict[str, dict[str, pd.DataFrame]],
+    codes: dict[str, IdCodes],
+    partition_rows: int,
+) -> tuple[Judgement, dict[str, tuple[pd.DataFrame, pd.DataFrame]], dict[str, int]]:
+    """Match and judge each asset type, a partition at a time where it has more records than
+    partition_rows (sync/partition.py), and count what the metrics need. Also says how many
+    partitions each asset type took."""
+    judged: dict[str, list[AssetJudgement]] = {}
+    counts = {}
+    for asset_type in ASSET_TYPES:
+        pms, marketing = records["pms"][asset_type], records["marketing"][asset_type]
+        parent_type = PARENT_TYPE.get(asset_type)
+        parents = [records[s][parent_type] if parent_type else None for s in SYSTEMS]
+        pms, marketing = matched_records(pms, marketing, codes[asset_type], *parents)
+        pieces = partitions(codes[asset_type], partition_rows)
+        unlinked_details = None
+        if len(pieces) > 1 and judge.settings.enabled("UNLINKED"):
+            unlinked_details = judge.unlinked_details(marketing, pms)
+        judged[asset_type], counted = [], []
+        for pms_rows, marketing_rows in pieces:
+            if len(pieces) == 1:
+                match = paired(asset_type, pms, marketing, codes[asset_type])
+            else:
+                match = paired(
+                    asset_type,
+                    pms.take(pms_rows),
+                    marketing.take(marketing_rows),
+                    codes[asset_type].take(pms_rows, marketing_rows),
+                )
+            piece = judge.judge_asset(match, unlinked_details)
+            judged[asset_type].append(piece)
+            counted.append(asset_counts(match, piece.unfinalized(), piece.deadlines))
+            del match  # before the next partition is taken
+        counts[asset_type] = merge_counts(counted)
+    return judge.conclude(judged), counts, {t: len(pieces) for t, pieces in judged.items()}
 
 
 def _future_from(invalid: dict[tuple[str, str], pd.DataFrame]) -> dt.date | None:

@@ -64,56 +64,78 @@ def metric_counts(
     """What the metrics count, before as_of picks what is due: per asset type, the counts per
     org that hold whatever the date, and the assets with a deadline, counted by (org,
     deadline, commissioning day, on time). Small: a night without changes keeps them."""
+    return {
+        asset_type: asset_counts(match, findings, deadlines.get(asset_type))
+        for asset_type, match in matches.items()
+    }
+
+
+def asset_counts(
+    match: AssetMatch, findings: pd.DataFrame, due: pd.Series | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """metric_counts of one asset type, or of one partition of it (merge_counts adds them up).
+    findings: at least its ATTR_MISMATCH findings; due: its ARCHIVE_OVERDUE deadlines."""
     mismatched = findings.loc[findings["rule_id"] == "ATTR_MISMATCH", ["pms_id", "marketing_id"]]
     mismatched_keys = set(zip(mismatched["pms_id"], mismatched["marketing_id"]))
-    counted = {}
-    for asset_type, match in matches.items():
-        in_service = ~match.pms["duplicate_id"] & (match.pms["status"] == "in_service")
-        pms = match.pms.loc[
-            in_service, ["id_code", "org_code", "linked", "commissioned_on", "recorded_at"]
-        ]
-        pms["org"] = pms["org_code"].fillna("?")
+    in_service = ~match.pms["duplicate_id"] & (match.pms["status"] == "in_service")
+    pms = match.pms.loc[
+        in_service, ["id_code", "org_code", "linked", "commissioned_on", "recorded_at"]
+    ]
+    pms["org"] = pms["org_code"].fillna("?")
 
-        pairs = pd.DataFrame({"org": match.pairs["org_code_pms"].fillna("?")})
-        # few pairs mismatch: test the exact (pms, marketing) key only where the PMS id is one
-        suspect = match.pairs["source_id_pms"].isin(mismatched["pms_id"].unique())
-        consistent = np.ones(len(pairs), dtype=bool)
-        consistent[suspect.to_numpy()] = [
-            key not in mismatched_keys
-            for key in zip(
-                match.pairs.loc[suspect, "source_id_pms"], match.pairs.loc[suspect, "source_id_mkt"]
-            )
-        ]
-        pairs["consistent"] = consistent
+    pairs = pd.DataFrame({"org": match.pairs["org_code_pms"].fillna("?")})
+    # few pairs mismatch: test the exact (pms, marketing) key only where the PMS id is one
+    suspect = match.pairs["source_id_pms"].isin(mismatched["pms_id"].unique())
+    consistent = np.ones(len(pairs), dtype=bool)
+    consistent[suspect.to_numpy()] = [
+        key not in mismatched_keys
+        for key in zip(
+            match.pairs.loc[suspect, "source_id_pms"], match.pairs.loc[suspect, "source_id_mkt"]
+        )
+    ]
+    pairs["consistent"] = consistent
 
-        due = deadlines.get(asset_type, pd.Series(dtype="datetime64[us]"))
-        judged = pms.loc[pms.index.intersection(due.index)].copy()
-        judged["deadline"] = due[judged.index]
-        pms_day = local_day(judged["recorded_at"])
-        mkt_day = local_day(_first_recorded(match.marketing, judged["id_code"]))
-        known = pms_day.notna() & (mkt_day.notna() | ~judged["linked"])
-        judged = judged[known]
-        judged["on_time"] = (
-            judged["linked"]
-            & (pms_day[judged.index] <= judged["deadline"])
-            & (mkt_day[judged.index] <= judged["deadline"])
-        )
-        undated = pd.DataFrame(
-            {
-                "pms_assets": pms.groupby("org").size(),
-                "linked": pms.groupby("org")["linked"].sum(),
-                "pairs": pairs.groupby("org").size(),
-                "consistent_pairs": pairs.groupby("org")["consistent"].sum(),
-            }
-        )
-        with_deadline = (
-            judged.groupby(["org", "deadline", "commissioned_on", "on_time"])
-            .size()
-            .rename("assets")
-            .reset_index()
-        )
-        counted[asset_type] = (undated, with_deadline)
-    return counted
+    due = due if due is not None else pd.Series(dtype="datetime64[us]")
+    judged = pms.loc[pms.index.intersection(due.index)].copy()
+    judged["deadline"] = due[judged.index]
+    pms_day = local_day(judged["recorded_at"])
+    mkt_day = local_day(_first_recorded(match.marketing, judged["id_code"]))
+    known = pms_day.notna() & (mkt_day.notna() | ~judged["linked"])
+    judged = judged[known]
+    judged["on_time"] = (
+        judged["linked"]
+        & (pms_day[judged.index] <= judged["deadline"])
+        & (mkt_day[judged.index] <= judged["deadline"])
+    )
+    undated = pd.DataFrame(
+        {
+            "pms_assets": pms.groupby("org").size(),
+            "linked": pms.groupby("org")["linked"].sum(),
+            "pairs": pairs.groupby("org").size(),
+            "consistent_pairs": pairs.groupby("org")["consistent"].sum(),
+        }
+    )
+    with_deadline = judged.groupby(_DEADLINE_KEYS).size().rename("assets").reset_index()
+    return undated, with_deadline
+
+
+_DEADLINE_KEYS = ["org", "deadline", "commissioned_on", "on_time"]
+
+
+def merge_counts(
+    pieces: list[tuple[pd.DataFrame, pd.DataFrame]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """asset_counts of the partitions of one asset type, as those of all its records."""
+    if len(pieces) == 1:
+        return pieces[0]
+    undated = pd.concat([u for u, _ in pieces]).fillna(0).groupby(level=0).sum()
+    with_deadline = (
+        pd.concat([w for _, w in pieces], ignore_index=True)
+        .groupby(_DEADLINE_KEYS)["assets"]
+        .sum()
+        .reset_index()
+    )
+    return undated, with_deadline
 
 
 def metrics_as_of(

@@ -47,6 +47,38 @@ class Judgement:
     unarchived: dict[str, pd.DataFrame]  # asset type -> in-service PMS assets not in marketing
 
 
+@dataclass
+class AssetJudgement:
+    """What the rules found in one asset type's records, or in one partition of them."""
+
+    parts: list[pd.DataFrame]  # findings that hold whatever the date, unfinalized
+    deadlines: pd.Series  # ARCHIVE_OVERDUE deadline per judged PMS row
+    unarchived: pd.DataFrame  # in-service PMS assets not in marketing
+
+    def unfinalized(self) -> pd.DataFrame:
+        return pd.concat(self.parts, ignore_index=True) if self.parts else findings.empty()
+
+
+def _unlinked(marketing: pd.DataFrame) -> pd.Series:
+    """The marketing records UNLINKED is about: in service, no PMS id, their own id not repeated."""
+    return (
+        ~marketing["duplicate_id"]
+        & (marketing["status"] == "in_service")
+        & (marketing["link"] == LINK_NONE)
+    )
+
+
+def _joined(pieces: list[Any]) -> Any:
+    return pieces[0] if len(pieces) == 1 else pd.concat(pieces)
+
+
+def _failures_in(failures: pd.DataFrame, rows: pd.Index) -> pd.DataFrame:
+    """The validity failures of the records at these row labels (a partition's)."""
+    if failures.empty:
+        return failures
+    return failures[rows.get_indexer(failures["row"].to_numpy()) >= 0]
+
+
 def _without(frame: pd.DataFrame, dropped: np.ndarray) -> pd.DataFrame:
     """frame without the rows marked; not copied when none is (as with most ids)."""
     return frame[~dropped] if dropped.any() else frame
@@ -121,7 +153,6 @@ class Judge:
             self._invalid[(system, asset_type)] = self._validate(system, asset_type, judged)
 
     def judge(self, matches: dict[str, AssetMatch]) -> Judgement:
-        parts: list[pd.DataFrame] = []
         self.validate(
             {
                 (system, asset_type): frame
@@ -130,34 +161,62 @@ class Judge:
                 if (system, asset_type) not in self._invalid
             }
         )
-        invalid = self._invalid
-        deadlines: dict[str, pd.Series] = {}
-        unarchived: dict[str, pd.DataFrame] = {}
-        enabled = self.settings.enabled
         for asset_type, match in matches.items():
             for system, frame in (("pms", match.pms), ("marketing", match.marketing)):
                 # the matched frame (matching added columns the rules read); the same rows
-                judged = _without(frame, frame["duplicate_id"].to_numpy())
-                self.judged[(system, asset_type)] = judged
-                if enabled("DUPLICATE_ID"):
-                    parts.append(self.duplicate_ids(system, asset_type, frame))
-                if enabled("INVALID_VALUE"):
-                    parts.append(
-                        self.invalid_values(
-                            system, asset_type, judged, invalid[(system, asset_type)]
-                        )
-                    )
-                if enabled("PARENT_MISSING"):
-                    parts.append(self.parents_missing(system, asset_type, judged))
-            parts.extend(self.links(match))
-            if enabled("ATTR_MISMATCH"):
-                parts.append(self.attribute_mismatches(match, invalid))
-            late, deadlines[asset_type], unarchived[asset_type] = self.timeliness(match, invalid)
-            parts.extend(late)
-        undated = pd.concat([p for p in parts if len(p)] or [findings.empty()], ignore_index=True)
+                self.judged[(system, asset_type)] = _without(
+                    frame, frame["duplicate_id"].to_numpy()
+                )
+        judged = {asset_type: self.judge_asset(match) for asset_type, match in matches.items()}
+        return self.conclude(judged)
+
+    def judge_asset(
+        self, match: AssetMatch, unlinked_details: pd.Series | None = None
+    ) -> AssetJudgement:
+        """Every rule over one asset type's matched records, or one partition of them (see
+        sync/partition.py): validate() has run over all of them.
+
+        unlinked_details: the UNLINKED detail per marketing row label, where the caller found the
+        candidates over every PMS record (a partition holds only some of them)."""
+        parts: list[pd.DataFrame] = []
+        asset_type = match.asset_type
+        invalid = {
+            (system, asset_type): _failures_in(self._invalid[(system, asset_type)], frame.index)
+            for system, frame in (("pms", match.pms), ("marketing", match.marketing))
+        }
+        enabled = self.settings.enabled
+        for system, frame in (("pms", match.pms), ("marketing", match.marketing)):
+            judged = _without(frame, frame["duplicate_id"].to_numpy())
+            if enabled("DUPLICATE_ID"):
+                parts.append(self.duplicate_ids(system, asset_type, frame))
+            if enabled("INVALID_VALUE"):
+                parts.append(
+                    self.invalid_values(system, asset_type, judged, invalid[(system, asset_type)])
+                )
+            if enabled("PARENT_MISSING"):
+                parts.append(self.parents_missing(system, asset_type, judged))
+        parts.extend(self.links(match, unlinked_details))
+        if enabled("ATTR_MISMATCH"):
+            parts.append(self.attribute_mismatches(match, invalid))
+        late, deadlines, unarchived = self.timeliness(match, invalid)
+        parts.extend(late)
+        return AssetJudgement([p for p in parts if len(p)], deadlines, unarchived)
+
+    def conclude(self, judged: dict[str, list[AssetJudgement]] | dict[str, AssetJudgement]):
+        """The run's Judgement from each asset type's judgements (one, or one per partition)."""
+        parts: list[pd.DataFrame] = []
+        deadlines: dict[str, pd.Series] = {}
+        unarchived: dict[str, pd.DataFrame] = {}
+        for asset_type, pieces in judged.items():
+            pieces = pieces if isinstance(pieces, list) else [pieces]
+            for piece in pieces:
+                parts.extend(piece.parts)
+            deadlines[asset_type] = _joined([p.deadlines for p in pieces])
+            unarchived[asset_type] = _joined([p.unarchived for p in pieces])
+        undated = pd.concat(parts or [findings.empty()], ignore_index=True)
         return Judgement(
             findings=self.findings(undated, unarchived),
-            invalid=invalid,
+            invalid=self._invalid,
             deadlines=deadlines,
             undated=undated,
             unarchived=unarchived,
@@ -243,7 +302,11 @@ class Judge:
             self._column_of(system, asset_type, table, field)
             for table, field in zip(tables, failures["field"], strict=True)
         ]
-        shown = failures["value"].map(lambda v: repr(v), na_action="ignore").fillna("null")
+        shown = pd.Series(
+            ["null" if pd.isna(v) else repr(v) for v in failures["value"].astype(object)],
+            index=index,
+            dtype="str",
+        )
         detail = (
             pd.Series(tables, index=index)
             + "."
@@ -300,7 +363,9 @@ class Judge:
 
     # -- MISSING_IN_PMS, UNLINKED, DUPLICATE_LINK -------------------------------------------
 
-    def links(self, match: AssetMatch) -> list[pd.DataFrame]:
+    def links(
+        self, match: AssetMatch, unlinked_details: pd.Series | None = None
+    ) -> list[pd.DataFrame]:
         asset_type = match.asset_type
         marketing = match.marketing  # masks, not a copy of the records without repeated ids
         judged = ~marketing["duplicate_id"]
@@ -325,7 +390,7 @@ class Judge:
                 )
             )
         if self.settings.enabled("UNLINKED"):
-            unlinked = marketing[in_service & (marketing["link"] == LINK_NONE)]
+            unlinked = marketing[_unlinked(marketing)]
             out.append(
                 findings.build(
                     "UNLINKED",
@@ -335,7 +400,11 @@ class Judge:
                     marketing_id=unlinked["source_id"],
                     asset_name=unlinked["name"],
                     org_code=unlinked["org_code"],
-                    detail=self._candidates(unlinked, match.pms),
+                    detail=(
+                        self._candidates(unlinked, match.pms)
+                        if unlinked_details is None
+                        else unlinked_details.reindex(unlinked.index)
+                    ),
                 )
             )
         if self.settings.enabled("DUPLICATE_LINK"):
@@ -361,6 +430,11 @@ class Judge:
                 )
             )
         return out
+
+    def unlinked_details(self, marketing: pd.DataFrame, pms: pd.DataFrame) -> pd.Series:
+        """The UNLINKED detail of each marketing record it applies to, candidates searched among
+        all of `pms`. Both carry the columns matching adds (duplicate_id, link; linked)."""
+        return self._candidates(marketing[_unlinked(marketing)], pms)
 
     def _candidates(self, unlinked: pd.DataFrame, pms: pd.DataFrame) -> pd.Series:
         """Most likely PMS records for each unlinked one: same org and voltage, closest name."""

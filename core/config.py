@@ -25,6 +25,8 @@ CONFIG_ENV_VAR = "GRIDRECON_CONFIG"
 DEFAULT_CONFIG_NAME = "gridrecon.toml"
 DEFAULT_CHUNK_SIZE = 50_000
 MAX_CHUNK_SIZE = 10_000_000
+DEFAULT_PARTITION_ROWS = 500_000
+MAX_PARTITION_ROWS = 1_000_000_000
 BUILTIN_MAPPINGS = ("pms2", "sg186")  # the files in connectors/mappings/
 DEFAULT_STATEMENT_TIMEOUT = 1800
 READERS = ("auto", "generic")
@@ -100,6 +102,9 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     incremental: IncrementalConfig = field(default_factory=IncrementalConfig)
+    # [run] partition_rows: an asset type with more records than this is judged in partitions
+    # of about this many (sync/partition.py): less memory, the same findings
+    partition_rows: int = DEFAULT_PARTITION_ROWS
 
     @property
     def snapshot_dir(self) -> Path:
@@ -222,6 +227,7 @@ _TOP_KEYS = {
     "schedule",
     "plan",
     "incremental",
+    "run",
 }
 
 
@@ -411,6 +417,17 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         schedule=_parse_schedule(root, zone, base),
         plan=_parse_plan(root, base),
         incremental=_parse_incremental(root, base),
+        partition_rows=_parse_run(root),
+    )
+
+
+def _parse_run(root: Section) -> int:
+    section = root.section("run", required=False)
+    if section is None:
+        return DEFAULT_PARTITION_ROWS
+    section.check_keys({"partition_rows"})
+    return section.integer(
+        "partition_rows", DEFAULT_PARTITION_ROWS, minimum=1, maximum=MAX_PARTITION_ROWS
     )
 
 

@@ -7,6 +7,7 @@ This module only classifies and pairs records; judging them is the job of checks
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,16 @@ class IdCodes:
             marketing_count=_counts(own, len(marketing_ids)),
         )
 
+    def take(self, pms_rows: np.ndarray, marketing_rows: np.ndarray) -> IdCodes:
+        """The codes of some records (a partition's, by position); the counts stay those of all
+        records, so a repeated id is repeated wherever its records are."""
+        return dataclasses.replace(
+            self,
+            pms=self.pms[pms_rows],
+            link=self.link[marketing_rows],
+            marketing=self.marketing[marketing_rows],
+        )
+
     def duplicated(self, system: str) -> np.ndarray:
         """Per record of `system`: its id is held by another record of that system too."""
         codes, counts = (
@@ -132,7 +143,42 @@ def match_asset(
 ) -> AssetMatch:
     """codes: IdCodes.of(pms, marketing), where the caller has it already."""
     codes = codes if codes is not None else IdCodes.of(pms, marketing)
-    pms = pms.copy(deep=False)  # new columns only: the caller's frames stay as they were
+    pms, marketing = matched_records(pms, marketing, codes, pms_parents, marketing_parents)
+    return paired(asset_type, pms, marketing, codes)
+
+
+def matched_records(
+    pms: pd.DataFrame,
+    marketing: pd.DataFrame,
+    codes: IdCodes,
+    pms_parents: pd.DataFrame | None = None,
+    marketing_parents: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both sides with the columns AssetMatch describes, everything but the pairs."""
+    pms, marketing = _classified(pms, marketing, codes)
+    for frame, parents in ((pms, pms_parents), (marketing, marketing_parents)):
+        if parents is None:
+            frame["parent_found"] = False
+            frame["parent_pms_id"] = pd.Series(np.nan, index=frame.index, dtype="str")
+            continue
+        frame["parent_found"], frame["parent_pms_id"] = _parents(frame["parent_source_id"], parents)
+    return pms, marketing
+
+
+def paired(
+    asset_type: str, pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes
+) -> AssetMatch:
+    """The AssetMatch of records matched_records gave, or of a partition of them (see
+    sync/partition.py) with the partition's share of the codes (IdCodes.take)."""
+    return AssetMatch(asset_type, pms, marketing, _pairs(pms, marketing, codes))
+
+
+def _classified(
+    pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both sides with what their ids say (AssetMatch: duplicate_id, linked, id_code; link,
+    duplicate_link, link_code); new columns only, the caller's frames stay as they were."""
+    pms = pms.copy(deep=False)
     marketing = marketing.copy(deep=False)
     pms["duplicate_id"] = codes.duplicated("pms")
     marketing["duplicate_id"] = codes.duplicated("marketing")
@@ -144,14 +190,7 @@ def match_asset(
     pms["linked"] = _at(codes.link_count, codes.pms) > 0
     pms["id_code"] = codes.pms  # for questions the rules and metrics ask of the ids later
     marketing["link_code"] = codes.link
-
-    for frame, parents in ((pms, pms_parents), (marketing, marketing_parents)):
-        if parents is None:
-            frame["parent_found"] = False
-            frame["parent_pms_id"] = pd.Series(np.nan, index=frame.index, dtype="str")
-            continue
-        frame["parent_found"], frame["parent_pms_id"] = _parents(frame["parent_source_id"], parents)
-    return AssetMatch(asset_type, pms, marketing, _pairs(pms, marketing, codes))
+    return pms, marketing
 
 
 def _parents(wanted: pd.Series, parents: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:

@@ -1,0 +1,61 @@
+"""Judge a large asset type a partition at a time, so a run's working memory stays bounded.
+
+Matching and the rules add columns and build pairs for every record they look at; over five
+million transformers at once that is gigabytes beyond the records themselves. Judged a partition
+at a time, only one partition's share is alive at once.
+
+A partition must hold everything one rule looks at together, and the ids alone decide it:
+- a PMS record and every marketing record carrying its id: the pair, the marketing record's link,
+  a PMS id shared by several marketing records (DUPLICATE_LINK names them all), the earliest
+  marketing record of an asset (the timeliness metric). All go by the PMS id's code.
+- records repeating an id: a PMS id's records go by that id already; marketing records repeating
+  their own id go by that id's code (they are judged only by DUPLICATE_ID, which counts them).
+- everything else spreads evenly, by its own id's code.
+Whether an id is repeated, linked or shared is decided over all records first (IdCodes counts),
+so a partition judges its records as the whole would. One thing looks beyond a partition: the
+candidate PMS records of an UNLINKED marketing record (any PMS record of its org and voltage);
+those are searched once over all PMS records (Judge.unlinked_details).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .matching import IdCodes
+
+
+def partition_count(codes: IdCodes, partition_rows: int) -> int:
+    """How many partitions keep each about `partition_rows` records per system."""
+    rows = max(len(codes.pms), len(codes.link))
+    return max(1, math.ceil(rows / partition_rows))
+
+
+def assign(codes: IdCodes, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each PMS record's and each marketing record's partition number, 0 .. count-1."""
+    pms = np.where(codes.pms >= 0, codes.pms, np.arange(len(codes.pms))) % count
+    own = np.where(codes.marketing >= 0, codes.marketing, np.arange(len(codes.marketing)))
+    by_link = (codes.link >= 0) & ~codes.duplicated("marketing")
+    marketing = np.where(by_link, codes.link, own) % count
+    return pms, marketing
+
+
+def partitions(codes: IdCodes, partition_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per partition: the positions of its PMS records and of its marketing records, in the
+    records' own order."""
+    count = partition_count(codes, partition_rows)
+    if count == 1:
+        return [(np.arange(len(codes.pms)), np.arange(len(codes.link)))]
+    pms, marketing = assign(codes, count)
+    pms_order = np.argsort(pms, kind="stable")
+    marketing_order = np.argsort(marketing, kind="stable")
+    pms_bounds = np.searchsorted(pms[pms_order], np.arange(count + 1))
+    marketing_bounds = np.searchsorted(marketing[marketing_order], np.arange(count + 1))
+    return [
+        (
+            pms_order[pms_bounds[i] : pms_bounds[i + 1]],
+            marketing_order[marketing_bounds[i] : marketing_bounds[i + 1]],
+        )
+        for i in range(count)
+    ]
