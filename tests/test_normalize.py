@@ -1,0 +1,59 @@
+"""Converting once per distinct value gives what converting every value gives.
+
+connectors/normalize.py converts names (and their comparison keys) and parent ids once per
+distinct value where values repeat, and puts the results back on every row: the same values as the
+row-by-row conversion, and one object per distinct value instead of one per row.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from gridrecon.connectors.normalize import (
+    _on_distinct,
+    clean_text,
+    name_key,
+    names_and_keys,
+    normalize_ids,
+)
+
+AWKWARD_NAMES = [
+    "河口村1号公变",
+    "河口村１号 公变",  # full-width digit, a space: the same key as the first
+    "HeKou  Village",
+    "hekou village",
+    "   ",  # blank: no name
+    "",
+    None,
+    float("nan"),
+    b"\xe6\xb2\xb3\xe5\x8f\xa3",  # bytes: decoded
+    "ǅ号",  # a character whose case-folding differs from lower-casing
+]
+
+
+@pytest.mark.parametrize("repeats", [1, 40])  # 1: mostly distinct, converted row by row
+def test_names_and_keys_are_those_of_every_row(repeats: int) -> None:
+    raw = pd.Series(AWKWARD_NAMES * repeats, dtype=object, index=range(7, 7 + 10 * repeats))
+    names, keys = names_and_keys(raw)
+    expected_names = clean_text(raw)
+    pd.testing.assert_series_equal(names, expected_names)
+    pd.testing.assert_series_equal(keys, name_key(expected_names))
+
+
+def test_a_repeated_name_is_one_object() -> None:
+    # what a driver hands over: an equal string per row, each its own object
+    raw = pd.Series(["".join(["河口村", str(i % 3), "号公变"]) for i in range(30)], dtype=object)
+    assert len({id(v) for v in raw}) == 30
+    names, keys = names_and_keys(raw)
+    assert len({id(v) for v in names}) == 3
+    assert len({id(v) for v in keys}) == 3
+
+
+def test_parent_ids_converted_once_per_distinct_value_are_those_of_every_row() -> None:
+    raw = pd.Series([" L1 ", "L1", None, "", "  ", "L2", "L1 "] * 20, dtype=object)
+    pd.testing.assert_series_equal(_on_distinct(raw, normalize_ids), normalize_ids(raw))
+    numbers = pd.Series([101, 101, 102, None] * 20, dtype=object)
+    pd.testing.assert_series_equal(
+        _on_distinct(numbers, normalize_ids).astype("str"), normalize_ids(numbers).astype("str")
+    )
