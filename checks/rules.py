@@ -105,7 +105,7 @@ class Judge:
         self.as_of_ts = pd.Timestamp(as_of)
         self.memory = memory or {}
         self.fresh = fresh or {}
-        self.judged: dict[tuple[str, str], pd.DataFrame] = {}  # the records validated
+        self.judged: dict[tuple[str, str], pd.DataFrame] = {}  # the records validated, keys
         self._invalid: dict[tuple[str, str], pd.DataFrame] = {}  # and their failures
 
     # -- helpers -----------------------------------------------------------------------------
@@ -149,8 +149,12 @@ class Judge:
             read = columns_read(**self._validity_arguments(system, asset_type))
             read = [c for c in frame.columns if c in {"source_id", "source_table", *read}]
             judged = _without(frame[read], repeated)
-            self.judged[(system, asset_type)] = judged
             self._invalid[(system, asset_type)] = self._validate(system, asset_type, judged)
+            # Kept to remember the results by record key (sync/incremental.py): the keys only.
+            # The copy validation read is freed before matching needs the memory.
+            self.judged[(system, asset_type)] = _without(
+                frame[["source_id", "source_table"]], repeated
+            )
 
     def judge(self, matches: dict[str, AssetMatch]) -> Judgement:
         self.validate(
@@ -161,12 +165,6 @@ class Judge:
                 if (system, asset_type) not in self._invalid
             }
         )
-        for asset_type, match in matches.items():
-            for system, frame in (("pms", match.pms), ("marketing", match.marketing)):
-                # the matched frame (matching added columns the rules read); the same rows
-                self.judged[(system, asset_type)] = _without(
-                    frame, frame["duplicate_id"].to_numpy()
-                )
         judged = {asset_type: self.judge_asset(match) for asset_type, match in matches.items()}
         return self.conclude(judged)
 

@@ -125,7 +125,11 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
         if watchdog is not None:
             _stop_watchdog(watchdog)
     source.rows_fetched += len(frame)
-    yield _as_python_values(frame.drop(columns=_MARKER_COLUMN))
+    # Handed over without a reference left here: normalisation frees each raw column once it
+    # is done with it, and a whole table's raw text (dates, codes) is gigabytes at scale.
+    handed = [_as_python_values(frame.drop(columns=_MARKER_COLUMN))]
+    del frame
+    yield handed.pop()
 
 
 _MARKER_COLUMN = "gridrecon_marker"
@@ -181,11 +185,13 @@ def _temporal_as_text(source: Source, column: Any) -> Any:
 
 
 def _as_python_values(frame: pd.DataFrame) -> pd.DataFrame:
-    """connectorx's typed columns as the Python values the generic path would give."""
-    return pd.DataFrame(
-        {name: values.astype(object).where(values.notna(), None) for name, values in frame.items()},
-        index=frame.index,
-    )
+    """connectorx's typed columns as the Python values the generic path would give (each
+    column taken out of `frame` as it is converted)."""
+    converted = {}
+    for name in list(frame.columns):
+        values = frame.pop(name)
+        converted[name] = values.astype(object).where(values.notna(), None)
+    return pd.DataFrame(converted, index=frame.index)
 
 
 def connectorx_url(url: sa.URL) -> str:

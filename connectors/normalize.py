@@ -380,40 +380,45 @@ def normalize_chunk(
     """Turn raw rows of one source table (columns named by canonical field) into canonical rows.
 
     `raw` has one column per mapped field plus `_parent_start` where the asset has a parent path;
-    the parent itself is resolved by the caller (it may need relation tables).
+    the parent itself is resolved by the caller (it may need relation tables). `raw` is used up:
+    each column is taken out of it once converted, so that its values (a whole table's dates and
+    codes as text, gigabytes at national scale) are freed while the rest is converted.
     """
     recoded = [spec for spec in table.fields if spec.encoding and spec.name in raw]
     if recoded:
         raw = raw.copy()
         for spec in recoded:
             raw[spec.name] = redecode(raw[spec.name], spec.encoding)
-    out = pd.DataFrame(index=raw.index)
+    index = raw.index
+    out = pd.DataFrame(index=index)
     out["asset_type"] = asset.asset_type
-    out["source_id"] = normalize_ids(raw["source_id"])
+    out["source_id"] = normalize_ids(raw.pop("source_id"))
     if system == "pms":
         out["pms_id"] = out["source_id"]  # in PMS the equipment id is the record's own id
     else:
-        out["pms_id"] = normalize_ids(raw["pms_id"]) if "pms_id" in raw else None
-    out["name"], out["name_key"] = names_and_keys(raw["name"])
+        out["pms_id"] = normalize_ids(raw.pop("pms_id")) if "pms_id" in raw else None
+    out["name"], out["name_key"] = names_and_keys(raw.pop("name"))
     for field_name in ("voltage_kv", "capacity_kva", "org_code", "status", "commissioned_on"):
         spec = table.field(field_name)
         if spec is None:
             out[field_name] = None
             out[f"raw_{field_name}"] = None
             continue
-        decoded = _decode(raw[field_name], spec, codes, org_map, zone)
+        values = raw.pop(field_name)
+        decoded = _decode(values, spec, codes, org_map, zone)
         out[field_name] = decoded
         # keep the raw value only where decoding failed: it names the bad value in a finding
-        failed = decoded.isna() & raw[field_name].notna()
-        out[f"raw_{field_name}"] = _raw_text(raw[field_name][failed]).reindex(raw.index)
+        failed = decoded.isna() & values.notna()
+        out[f"raw_{field_name}"] = _raw_text(values[failed]).reindex(index)
+        del values, decoded
     for field_name in ("recorded_at", "updated_at"):
         spec = table.field(field_name)
         if spec is None:
-            out[field_name] = pd.Series(pd.NaT, index=raw.index, dtype=timestamp_dtype(zone))
+            out[field_name] = pd.Series(pd.NaT, index=index, dtype=timestamp_dtype(zone))
         else:
-            out[field_name] = to_timestamps(raw[field_name], spec.format, zone)
+            out[field_name] = to_timestamps(raw.pop(field_name), spec.format, zone)
     out["parent_source_id"] = (  # many children share a parent
-        _on_distinct(raw["_parent_start"], normalize_ids) if "_parent_start" in raw else None
+        _on_distinct(raw.pop("_parent_start"), normalize_ids) if "_parent_start" in raw else None
     )
     out["source_table"] = table.table
     for column in ("pms_id", "org_code", "status", "parent_source_id", *RAW_COLUMNS):

@@ -57,3 +57,38 @@ def test_parent_ids_converted_once_per_distinct_value_are_those_of_every_row() -
     pd.testing.assert_series_equal(
         _on_distinct(numbers, normalize_ids).astype("str"), normalize_ids(numbers).astype("str")
     )
+
+
+def test_normalising_a_chunk_frees_each_raw_column_and_keeps_the_values() -> None:
+    from zoneinfo import ZoneInfo
+
+    from gridrecon.connectors.mapping import load_mapping
+    from gridrecon.connectors.normalize import normalize_chunk
+
+    mapping = load_mapping("sg186", "marketing")
+    asset = mapping.assets["transformer"]
+    table = asset.tables[0]
+    row = {
+        "source_id": " 9001 ",
+        "pms_id": "PD-1",
+        "name": "河口村1号公变",
+        "voltage_kv": next(iter(mapping.codes[table.field("voltage_kv").codes])),
+        "capacity_kva": 400,
+        "org_code": "33401",
+        "status": next(iter(mapping.codes[table.field("status").codes])),
+        "commissioned_on": "2026-03-02",
+        "recorded_at": "2026-03-04 10:00:00",
+        "updated_at": "2026-03-04 10:00:00",
+        "_parent_start": "TG-7",
+    }
+    mapped = [f.name for f in table.fields if f.name in row] + ["_parent_start"]
+    raw = pd.DataFrame([{k: row[k] for k in mapped}] * 3, dtype=object)
+    zone = ZoneInfo("Asia/Shanghai")
+    out = normalize_chunk("marketing", raw, table, asset, mapping.codes, None, zone)
+    # used up: a whole table's raw text is not kept while the rest is converted
+    assert list(raw.columns) == []
+    assert out["source_id"].tolist() == ["9001"] * 3
+    assert out["name_key"].tolist() == ["河口村1#公变"] * 3
+    assert out["parent_source_id"].tolist() == ["TG-7"] * 3
+    assert out["commissioned_on"].iloc[0] == pd.Timestamp("2026-03-02")
+    assert out["recorded_at"].iloc[0] == pd.Timestamp("2026-03-04 10:00", tz=zone)
