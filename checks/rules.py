@@ -148,8 +148,15 @@ class Judge:
             # Only the columns validation reads (and the record keys) are copied.
             read = columns_read(**self._validity_arguments(system, asset_type))
             read = [c for c in frame.columns if c in {"source_id", "source_table", *read}]
-            judged = _without(frame[read], repeated)
-            self._invalid[(system, asset_type)] = self._validate(system, asset_type, judged)
+            if (system, asset_type) in self.memory:
+                judged = _without(frame[read], repeated)
+                failures = self._validate(system, asset_type, judged)
+            else:  # every record's values, then the repeated ones' failures dropped: no copy
+                failures = self._validate(system, asset_type, frame[read])
+                if repeated.any():
+                    failures = failures[~failures["row"].isin(frame.index[repeated])]
+                    failures = failures.reset_index(drop=True)
+            self._invalid[(system, asset_type)] = failures
             # Kept to remember the results by record key (sync/incremental.py): the keys only.
             # The copy validation read is freed before matching needs the memory.
             self.judged[(system, asset_type)] = _without(

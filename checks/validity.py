@@ -228,6 +228,7 @@ class _DistinctValues:
             presence_only = all(c.kind == "not_null" for c in checks if c.field == field)
             value = _COLUMN.get(field, field)
             codes = _combination_numbers(frame, columns, value if presence_only else None, coded)
+            codes = codes.astype(np.int32)  # kept per field until the failures are mapped back
             first = _first_rows(codes)  # each combination's first row, in number order
             part = pd.DataFrame(
                 {c: pd.Series(_passing(frame, c), index=range(len(first))) for c in frame.columns}
@@ -279,7 +280,8 @@ def _combination_numbers(
         else:
             if column not in coded:
                 codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
-                coded[column] = (codes + 1, len(uniques) + 1)  # null is 0
+                # null is 0; 32 bits: kept per column while all fields are numbered
+                coded[column] = ((codes + 1).astype(np.int32), len(uniques) + 1)
             codes, count = coded[column]
         if combinations * count >= 2**62:  # renumber before the product could overflow
             numbers, combinations = _renumbered(numbers)
@@ -290,7 +292,7 @@ def _combination_numbers(
 
 def _renumbered(numbers: np.ndarray) -> tuple[np.ndarray, int]:
     codes, uniques = pd.factorize(numbers)
-    return codes.astype(np.int64), len(uniques)
+    return codes.astype(np.int64, copy=False), len(uniques)
 
 
 def _first_rows(numbers: np.ndarray) -> np.ndarray:

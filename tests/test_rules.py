@@ -45,6 +45,15 @@ def test_a_code_not_in_the_code_list_is_invalid_and_not_compared(grid: Grid) -> 
     assert row["owner"] == "营销"
 
 
+def test_a_record_with_a_repeated_id_is_judged_only_by_duplicate_id(grid: Grid) -> None:
+    # the transformer's id in both PMS tables, the second copy with a voltage not in the list
+    twin = {**grid.pms["T_SB_ZNYC_PDBYQ"][0], "DYDJ": "99"}
+    grid.pms["T_SB_ZWYC_ZSBYQ"].append(twin)
+    findings = grid.run()
+    assert found(findings) == {("DUPLICATE_ID", "")}
+    assert "occurs 2 times" in findings.iloc[0]["detail"]
+
+
 def test_a_stopped_linked_record_is_a_status_mismatch_not_overdue(grid: Grid) -> None:
     grid.marketing["G_TRAN"][0]["RUN_STATUS_CODE"] = "02"
     findings = grid.run()
