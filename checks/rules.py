@@ -145,7 +145,7 @@ class Judge:
             repeated = (duplicated or {}).get((system, asset_type))
             if repeated is None:
                 repeated = duplicated_ids(frame["source_id"]).to_numpy()
-            # Only the columns validation reads (and the record keys) are copied.
+            # Only the columns validation reads (and the record keys).
             read = columns_read(**self._validity_arguments(system, asset_type))
             read = [c for c in frame.columns if c in {"source_id", "source_table", *read}]
             if (system, asset_type) in self.memory:
@@ -172,8 +172,7 @@ class Judge:
                 if (system, asset_type) not in self._invalid
             }
         )
-        judged = {asset_type: self.judge_asset(match) for asset_type, match in matches.items()}
-        return self.conclude(judged)
+        return self.conclude({t: [self.judge_asset(match)] for t, match in matches.items()})
 
     def judge_asset(
         self, match: AssetMatch, unlinked_details: pd.Series | None = None
@@ -207,13 +206,12 @@ class Judge:
         parts.extend(late)
         return AssetJudgement([p for p in parts if len(p)], deadlines, unarchived)
 
-    def conclude(self, judged: dict[str, list[AssetJudgement]] | dict[str, AssetJudgement]):
+    def conclude(self, judged: dict[str, list[AssetJudgement]]) -> Judgement:
         """The run's Judgement from each asset type's judgements (one, or one per partition)."""
         parts: list[pd.DataFrame] = []
         deadlines: dict[str, pd.Series] = {}
         unarchived: dict[str, pd.DataFrame] = {}
         for asset_type, pieces in judged.items():
-            pieces = pieces if isinstance(pieces, list) else [pieces]
             for piece in pieces:
                 parts.extend(piece.parts)
             deadlines[asset_type] = _joined([p.deadlines for p in pieces])
