@@ -185,7 +185,9 @@ def _classified(
     marketing["duplicate_id"] = codes.duplicated("marketing")
     # a categorical: the rules compare it with a kind on every record, a comparison of one-byte
     # codes instead of millions of strings
-    kind = np.select([codes.link < 0, _at(codes.pms_count, codes.link) > 0], [0, 1], 2)
+    kind = np.select(  # positions in LINK_KINDS
+        [codes.link < 0, _at(codes.pms_count, codes.link) > 0], [0, 1], 2
+    )
     marketing["link"] = pd.Categorical.from_codes(kind.astype(np.int8), categories=LINK_KINDS)
     marketing["duplicate_link"] = _at(codes.link_count, codes.link) > 1
     pms["linked"] = _at(codes.link_count, codes.pms) > 0
@@ -231,24 +233,3 @@ def _pairs(pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes) -> pd.Dat
     for column in PAIR_COLUMNS["pms"]:
         columns[f"{column}_pms"] = pms[column].array.take(pms_rows)
     return pd.DataFrame(columns)
-
-
-def match_all(
-    pms: dict[str, pd.DataFrame],
-    marketing: dict[str, pd.DataFrame],
-    codes: dict[str, IdCodes] | None = None,
-) -> dict[str, AssetMatch]:
-    """Match every asset type; parents come from the same system's parent-type records.
-    codes: per asset type, IdCodes.of its records, where the caller has them already."""
-    matches = {}
-    for asset_type in pms:
-        parent_type = PARENT_TYPE.get(asset_type)
-        matches[asset_type] = match_asset(
-            asset_type,
-            pms[asset_type],
-            marketing[asset_type],
-            pms.get(parent_type) if parent_type else None,
-            marketing.get(parent_type) if parent_type else None,
-            (codes or {}).get(asset_type),
-        )
-    return matches

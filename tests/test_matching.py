@@ -24,7 +24,6 @@ from gridrecon.sync.matching import (
     PAIR_COLUMNS,
     PARENT_TYPE,
     IdCodes,
-    match_all,
     match_asset,
 )
 
@@ -166,12 +165,14 @@ def test_the_sample_matches_as_the_text_reference(tmp_path: Path) -> None:
     pms = {t: read["pms"].records(t) for t in ASSET_TYPES}
     marketing = {t: read["marketing"].records(t) for t in ASSET_TYPES}
     codes = {t: IdCodes.of(pms[t], marketing[t]) for t in ASSET_TYPES}
-    matches = match_all(pms, marketing, codes)
+    matches = {}
     for asset_type in ASSET_TYPES:
         parent = PARENT_TYPE.get(asset_type)
         parents = {"pms_parents": pms.get(parent), "marketing_parents": marketing.get(parent)}
         compare(pms[asset_type], marketing[asset_type], **parents)
-        match = matches[asset_type]  # the same, with the codes given
+        match = matches[asset_type] = match_asset(  # the same, with the codes given
+            asset_type, pms[asset_type], marketing[asset_type], **parents, codes=codes[asset_type]
+        )
         expected = reference(match.pms, match.marketing)
         pd.testing.assert_frame_equal(match.pairs, expected["pairs"])
         assert match.pms["duplicate_id"].tolist() == expected["pms duplicate_id"]
