@@ -510,7 +510,9 @@ def _serve() -> None:
         try:
             arguments = pickle.load(sys.stdin.buffer)
         except EOFError:
-            return
+            # The parent hung up, and every reply is flushed: leave without tearing the
+            # interpreter down (freeing GX's modules took longer than the parent waits).
+            os._exit(0)
         try:
             reply = (True, _run_suite(*arguments))
         except Exception as exc:

@@ -381,6 +381,7 @@ def test_a_worker_process_finds_what_this_process_finds(
     assert found == invalid(mixed_frame(), settings=ValiditySettings())  # same worker, again
     validity.stop_worker()
     assert not worker.alive() and validity._worker is None
+    assert worker._process.returncode == 0  # it left when hung up on, not killed after waiting
     assert found == invalid(mixed_frame())  # no worker now: here
     assert validity._state is not None
     assert list(tmp_path.iterdir()) == []  # no gx/ folder from either
