@@ -121,8 +121,7 @@ def _on_distinct(values: pd.Series, convert: Callable[[pd.Series], pd.Series]) -
     few hundred units over half a million transformers. (Ids and update times are mostly
     distinct: there, finding the distinct values costs as much as it saves.) A null stays null.
     Where most values turn out distinct, converting them all directly costs less. Equal values
-    come out as one object, not one per row: a province's names and parent ids take a fifth of
-    the memory they did.
+    come out as one object, not one per row.
     """
     found = _distinct(values)
     if found is None:
