@@ -25,6 +25,7 @@ from gridrecon.sync.matching import (
     PARENT_TYPE,
     IdCodes,
     match_asset,
+    numbered,
 )
 
 
@@ -207,3 +208,18 @@ def test_the_earliest_marketing_record_per_pms_id_is_found_on_the_codes() -> Non
     assert found.iloc[0] == pd.Timestamp("2026-03-01 08:00", tz=zone)
     assert found.iloc[3] == pd.Timestamp("2026-05-05 00:10", tz=zone)  # m5 only: m4 repeats
     assert found.iloc[[1, 2, 4]].isna().all()
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_ids_are_numbered_as_factorize_numbers_them_even_when_hashes_collide(
+    collide: bool,
+) -> None:
+    ids = pd.Series(["a", None, "b", "a", "c", None, "b", "河口", "a "] * 3, dtype="str")
+    expected_codes, expected_ids = pd.factorize(ids)
+
+    def every_hash_equal(values: np.ndarray, categorize: bool) -> np.ndarray:
+        return np.zeros(len(values), dtype=np.uint64)
+
+    codes, count = numbered(ids, every_hash_equal if collide else None)
+    assert codes.tolist() == expected_codes.tolist()
+    assert count == len(expected_ids)
