@@ -128,7 +128,7 @@ def numbered(ids: pd.Series, hashed: Any = None) -> tuple[np.ndarray, int]:
     many distinct ids there are.
 
     Numbered through 64-bit hashes of the text, then checked against the text: a hash table of
-    integers instead of strings, half the time for ten million ids. Two ids whose hashes
+    integers instead of strings: 3.9 s instead of 5.6 s for ten million ids. Two ids whose hashes
     collided would share a number; the check finds that, and the text is numbered instead.
     hashed: the hash function (pandas' hash_array), replaceable to test that fallback."""
     present = ids.notna().to_numpy()

@@ -48,14 +48,11 @@ def partitions(codes: IdCodes, partition_rows: int) -> list[tuple[np.ndarray, np
     if count == 1:
         return [(np.arange(len(codes.pms)), np.arange(len(codes.link)))]
     pms, marketing = assign(codes, count)
-    pms_order = np.argsort(pms, kind="stable")
-    marketing_order = np.argsort(marketing, kind="stable")
-    pms_bounds = np.searchsorted(pms[pms_order], np.arange(count + 1))
-    marketing_bounds = np.searchsorted(marketing[marketing_order], np.arange(count + 1))
-    return [
-        (
-            pms_order[pms_bounds[i] : pms_bounds[i + 1]],
-            marketing_order[marketing_bounds[i] : marketing_bounds[i + 1]],
-        )
-        for i in range(count)
-    ]
+    return list(zip(_members(pms, count), _members(marketing, count), strict=True))
+
+
+def _members(numbers: np.ndarray, count: int) -> list[np.ndarray]:
+    """Per partition number 0 .. count-1: the positions holding it, in order."""
+    order = np.argsort(numbers, kind="stable")
+    bounds = np.searchsorted(numbers[order], np.arange(count + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(count)]
