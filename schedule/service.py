@@ -12,7 +12,7 @@ table gr_apscheduler_jobs), so the next fire time survives a restart:
   it loads the config afresh and calls `api.run`, the very function `gridrecon run` calls. A
   changed source, mapping or rule applies at the next run; a changed schedule at the next start.
 - SIGTERM and SIGINT stop it gracefully: a run in progress finishes (its hooks too), then the
-  process exits 0. The signal handler only queues the signal; a watcher thread does the shutdown,
+  process exits 0. The signal arrives on a wakeup socket; a watcher thread does the shutdown,
   outside signal context, and `shutdown(wait=True)` waits for the worker thread running the job.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import queue
 import signal
 import socket
 import threading
@@ -414,50 +413,71 @@ class _Stopper:
 
     Installed first thing by `gridrecon schedule`, before the slow start-up (imports, migrations),
     so a stop during start-up is graceful too; the scheduler is attached when it exists.
+
+    The signal reaches the watcher through `signal.set_wakeup_fd`: the interpreter's C-level
+    handler writes the signal number to a socket at once. A Python handler would run only when
+    the main thread next executes bytecode, and it may be blocked in C for as long as a run takes
+    (APScheduler writing its job store waits on the SQLite lock a run holds until it commits), so
+    the stop would be seen only after the run, no longer "in progress".
     """
+
+    _CLOSE = b"\0"  # not a signal number: tells the watcher to leave
 
     def __init__(self) -> None:
         self.scheduler = None
-        # SimpleQueue.put is reentrant: the one thing safe to do from a signal handler here (the
-        # main thread may be inside a lock, a logging call or the scheduler when it arrives).
-        self.signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.receiver, self.sender = socket.socketpair()
+        self.sender.setblocking(False)  # set_wakeup_fd requires it
         self.requested = threading.Event()
         self.started = threading.Event()
         self.finished = threading.Event()
         self.previous: dict[int, Any] = {}
+        self.previous_wakeup_fd = -1
         self.watcher = threading.Thread(target=self._watch, name="gridrecon-signals", daemon=True)
         self.stopping: threading.Thread | None = None
 
     def install(self) -> None:
+        self.previous_wakeup_fd = signal.set_wakeup_fd(
+            self.sender.fileno(), warn_on_full_buffer=False
+        )
         for signum in (signal.SIGTERM, signal.SIGINT):
-            self.previous[signum] = signal.signal(signum, self._handle)
+            # The C-level handler, which writes to the wakeup socket, is installed only with a
+            # Python one; that one has nothing left to do.
+            self.previous[signum] = signal.signal(signum, self._ignore)
         self.watcher.start()
 
-    def _handle(self, signum, frame) -> None:
-        self.signals.put(signum)
+    @staticmethod
+    def _ignore(signum, frame) -> None:
+        pass
 
     def _watch(self) -> None:
-        while (signum := self.signals.get()) is not None:
-            name = signal.Signals(signum).name
-            if self.stopping is not None:
-                log.info(
-                    "%s again: still waiting for the run in progress to finish",
-                    name,
-                    extra={"event": "scheduler_stopping", "signal": name},
-                )
-                continue
-            waiting = _running.is_set()
+        while True:
+            received = self.receiver.recv(64)
+            for signum in received:
+                if signum == self._CLOSE[0]:
+                    return
+                if signum in self.previous:  # other handlers' signals are written here too
+                    self._on_signal(signal.Signals(signum).name)
+
+    def _on_signal(self, name: str) -> None:
+        if self.stopping is not None:
             log.info(
-                "%s: stopping%s",
+                "%s again: still waiting for the run in progress to finish",
                 name,
-                " after the run in progress has finished" if waiting else "",
-                extra={"event": "scheduler_stopping", "signal": name, "run_in_progress": waiting},
+                extra={"event": "scheduler_stopping", "signal": name},
             )
-            self.requested.set()
-            self.stopping = threading.Thread(
-                target=self._shutdown, name="gridrecon-shutdown", daemon=True
-            )
-            self.stopping.start()
+            return
+        waiting = _running.is_set()
+        log.info(
+            "%s: stopping%s",
+            name,
+            " after the run in progress has finished" if waiting else "",
+            extra={"event": "scheduler_stopping", "signal": name, "run_in_progress": waiting},
+        )
+        self.requested.set()
+        self.stopping = threading.Thread(
+            target=self._shutdown, name="gridrecon-shutdown", daemon=True
+        )
+        self.stopping.start()
 
     def _shutdown(self) -> None:
         from apscheduler.schedulers import SchedulerNotRunningError
@@ -480,10 +500,13 @@ class _Stopper:
         self.finished.set()
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
-        self.signals.put(None)
+        signal.set_wakeup_fd(self.previous_wakeup_fd)
+        self.sender.send(self._CLOSE)
         self.watcher.join()
         if self.stopping is not None:
             self.stopping.join()
+        self.receiver.close()
+        self.sender.close()
 
 
 _stopper: _Stopper | None = None

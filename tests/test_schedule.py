@@ -159,6 +159,54 @@ def test_the_scheduler_runs_on_its_cron_and_sigterm_lets_the_run_in_progress_fin
     assert summaries[0]["findings"]["by_severity"]["error"] == 12
 
 
+# The scheduler's main thread blocked in C on the SQLite lock a run holds (APScheduler writing its
+# job store while the run has not committed): the stop must be seen now, not after the commit.
+BLOCKED_MAIN_THREAD = """
+import logging, sqlite3, sys, threading, time
+from gridrecon.schedule import service
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+service.catch_signals()
+service._running.set()  # a run is in progress
+store = sys.argv[1]
+sqlite3.connect(store).execute("CREATE TABLE IF NOT EXISTS t (x)")
+holding = threading.Event()
+def hold_the_lock():
+    holder = sqlite3.connect(store, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holding.set()
+    time.sleep(6)
+    print("lock released", file=sys.stderr, flush=True)
+    holder.execute("COMMIT")
+threading.Thread(target=hold_the_lock).start()
+holding.wait()
+print("main thread blocked", file=sys.stderr, flush=True)
+sqlite3.connect(store, timeout=30, isolation_level=None).execute("BEGIN IMMEDIATE")
+print("main thread has the lock", file=sys.stderr, flush=True)
+"""
+
+
+def test_sigterm_is_seen_while_the_main_thread_waits_in_c_for_a_lock(tmp_path: Path) -> None:
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-c", BLOCKED_MAIN_THREAD, str(tmp_path / "store.sqlite")],
+            stderr=sink,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "main thread blocked" not in stderr.read_text():
+                assert time.monotonic() < deadline and process.poll() is None, stderr.read_text()
+                time.sleep(0.05)
+            time.sleep(0.3)  # inside sqlite3's busy wait
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0, stderr.read_text()
+        finally:
+            process.kill()
+    lines = stderr.read_text().splitlines()
+    stopping = lines.index("SIGTERM: stopping after the run in progress has finished")
+    assert stopping < lines.index("lock released") < lines.index("main thread has the lock")
+
+
 def test_a_restart_after_missed_fire_times_catches_up_with_exactly_one_run(
     tmp_path: Path, schedulers
 ) -> None:
