@@ -320,3 +320,36 @@ def test_a_run_keeps_each_records_key_hash_and_the_judged_ones_as_validated(tmp_
         validated = keep["validity"][(system, asset_type)].validated
         assert validated.tolist() == expected.tolist()
     assert repeated == 2  # the sample's transformer id in two PMS tables
+
+
+def test_the_records_file_packs_repeated_text_and_gives_back_the_same_records(tmp_path) -> None:
+    # The sample's records, read for real, through a records file and back: the same values and
+    # dtypes, each column of codes stored as a categorical and PMS's pms_id (its source_id) not
+    # stored at all. An earlier version's file, plain frames, still loads.
+    from conftest import sample_config
+
+    config = load_config(sample_config(tmp_path))
+    pulled = api.pull(config)
+    records = {
+        system: {t: read.records(t) for t in ("substation", "line", "transformer")}
+        for system, read in pulled.reads.items()
+    }
+    stored = incremental.StoredRecords(records)
+
+    back = pickle.loads(pickle.dumps(stored))
+    for system, by_type in records.items():
+        for asset_type, frame in by_type.items():
+            pd.testing.assert_frame_equal(back.records[system][asset_type], frame, check_exact=True)
+
+    state = stored.__getstate__()["records"]
+    pms, marketing = state["pms"]["transformer"], state["marketing"]["transformer"]
+    assert pms.pms_id_is_source_id and "pms_id" not in pms.frame
+    assert not marketing.pms_id_is_source_id and "pms_id" in marketing.frame
+    for packed in (pms, marketing):
+        for column in ("asset_type", "org_code", "status", "source_table", "raw_voltage_kv"):
+            assert isinstance(packed.frame[column].dtype, pd.CategoricalDtype), column
+        assert packed.frame["source_id"].dtype == records["pms"]["transformer"]["source_id"].dtype
+
+    earlier = incremental.StoredRecords.__new__(incremental.StoredRecords)
+    earlier.__setstate__({"records": records, "validity": {}})
+    assert earlier.records["pms"]["line"] is records["pms"]["line"]
