@@ -129,8 +129,8 @@ class _PackedRecords:
 def _repeats(values: pd.Series, sample: int = 1000, at_most: int = 100) -> bool:
     """Whether a text column holds few distinct values, judged on a sample spread over it.
     (Finding the distinct values of a column of ids costs more than writing them.)"""
-    if not (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
-        return False
+    if not isinstance(values.dtype, pd.StringDtype):  # object columns go as they are: their
+        return False  # nulls (None or NaN) would not come back as they were
     spread = values.iloc[:: max(1, len(values) // sample)]
     return spread.nunique(dropna=False) <= at_most
 
