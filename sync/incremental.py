@@ -79,12 +79,12 @@ class StoredRecords:
 
 @dataclass
 class _PackedRecords:
-    """Canonical records as written to the records file: each text column that repeats its
-    values (org codes, statuses, tables, parents, the raw_ columns, null nearly everywhere) as
-    a categorical, and pms_id left out where it is the source_id (every PMS record).
+    """Canonical records as written to the records file: each text column of a few distinct
+    values (asset types, org codes, statuses, tables, the raw_ columns, null nearly everywhere)
+    as a categorical, and pms_id left out where it is the source_id (every PMS record).
 
     The pickler writes a repeated object again for every row (it runs without its memo: see
-    _write). Written as they are, those columns were two thirds of a province's 250 MB.
+    _write). A province's records file was 251 MB written plainly, and is 157 MB packed.
     """
 
     frame: pd.DataFrame
