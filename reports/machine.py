@@ -66,7 +66,7 @@ def summary(result: RunResult) -> dict[str, Any]:
                 "rows": source.rows,
                 "rows_by_table": source.rows_by_table,
                 "newest_update": source.newest_update,
-                "seconds": round(source.seconds, 3),
+                "seconds": source.seconds,
             }
             for system, source in result.sources.items()
         },

@@ -53,3 +53,17 @@ def test_reporting_an_unknown_run_exits_two(tmp_path: Path) -> None:
     )
     result = run_cli("report", "20990101-000000-beef", "--config", str(config))
     assert result.code == 2 and "no stored run '20990101-000000-beef'" in result.stderr
+
+
+def test_a_stored_run_keeps_each_sources_read_time_as_the_live_run_had_it(tmp_path: Path) -> None:
+    # The report shows it with one decimal: a live 0.3503 s and its stored 0.35 s showed 0.4 and
+    # 0.3, so the report rendered again from the stored run differed by that digit.
+    from gridrecon.reports.stored import load_run
+
+    config = load_config(sample_config(tmp_path))
+    result, folder = api.run(config, as_of=AS_OF)
+    stored = load_run(config.report_dir, folder.name)
+    assert {s: v.seconds for s, v in stored.sources.items()} == {
+        s: v.seconds for s, v in result.sources.items()
+    }
+    assert all(0 < v.seconds for v in result.sources.values())
