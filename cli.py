@@ -23,6 +23,8 @@ from .core.cli_options import ConfigOption
 from .core.errors import GridreconError
 
 app = typer.Typer(
+    # Plain help: Rich markup would swallow the config section names it quotes ("[incremental]").
+    rich_markup_mode=None,
     name="gridrecon",
     help="Reconcile grid assets between PMS and the marketing system (SG186 / 营销2.0).",
     no_args_is_help=True,

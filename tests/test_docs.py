@@ -57,3 +57,13 @@ def test_the_calendar_command_shows_holidays_make_up_days_and_their_source() -> 
         for d in info["makeup_workdays"]
     )
     assert any(h["date"] == "2026-10-01" for h in info["holidays"])
+
+
+def test_help_prints_config_section_names_as_written() -> None:
+    """Help text names config sections in brackets ("[incremental]"): they must not be taken
+    for markup and dropped."""
+    result = run_cli("run", "--help")
+    assert result.code == 0, result.stderr
+    assert "[incremental]" in result.stdout
+    result = run_cli("calendar", "--help")
+    assert "[calendar] overrides file" in " ".join(result.stdout.split())
