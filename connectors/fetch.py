@@ -186,11 +186,14 @@ def _temporal_as_text(source: Source, column: Any) -> Any:
 
 def _as_python_values(frame: pd.DataFrame) -> pd.DataFrame:
     """connectorx's typed columns as the Python values the generic path would give (each
-    column taken out of `frame` as it is converted)."""
+    column taken out of `frame` as it is converted). Its text columns hold Python strings and
+    None already: they are kept as they are."""
     converted = {}
     for name in list(frame.columns):
         values = frame.pop(name)
-        converted[name] = values.astype(object).where(values.notna(), None)
+        if values.dtype != object:
+            values = values.astype(object).where(values.notna(), None)
+        converted[name] = values
     return pd.DataFrame(converted, index=frame.index)
 
 
