@@ -116,6 +116,7 @@ _DROPPED_TEXT = (
     "unexpected eof",
     "consuming input failed",
     "server disconnected",  # connectorx's own MySQL client
+    "connection closed",  # connectorx's own PostgreSQL client
     "connection refused",
 )
 

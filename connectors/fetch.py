@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from pandas._libs.lib import to_object_array_tuples
@@ -63,6 +64,32 @@ def generic(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
 
 
 def postgresql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
+    """PostgreSQL: connectorx reads the whole result in Rust (binary COPY), straight into Arrow
+    columns; where it cannot serve the URL, a server-side cursor on the raw psycopg connection
+    (psycopg_cursor). The session is read-only and has the statement timeout either way."""
+    if not _connectorx_usable(source):
+        yield from psycopg_cursor(source, statement)
+        return
+    import connectorx
+
+    sql = str(
+        statement.compile(dialect=source.engine.dialect, compile_kwargs={"literal_binds": True})
+    )
+    try:
+        table = connectorx.read_sql(_connectorx_pg_url(source), sql, return_type="arrow")
+    except BaseException as error:  # PanicException is a BaseException
+        if type(error).__name__ != "PanicException":
+            raise
+        log.warning("%s: the fast reader failed (%s); reading generically", source.system, error)
+        yield from psycopg_cursor(source, statement)
+        return
+    source.rows_fetched += table.num_rows
+    handed = [_as_frame(table)]
+    del table
+    yield handed.pop()
+
+
+def psycopg_cursor(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
     """PostgreSQL: a server-side cursor on the raw psycopg connection.
 
     psycopg's C loaders turn the wire format into Python values; nothing else runs per row.
@@ -110,7 +137,7 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
     watchdog = _start_watchdog(source, marker) if timeout else None
     began = time.monotonic()
     try:
-        frame = connectorx.read_sql(connectorx_url(source.config.url), sql, return_type="pandas")
+        table = connectorx.read_sql(connectorx_url(source.config.url), sql, return_type="arrow")
     except BaseException as error:  # PanicException is a BaseException
         if timeout and time.monotonic() - began >= timeout:
             raise StatementTimeout(f"statement timeout: {error}") from None
@@ -124,11 +151,11 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
     finally:
         if watchdog is not None:
             _stop_watchdog(watchdog)
-    source.rows_fetched += len(frame)
+    source.rows_fetched += table.num_rows
     # Handed over without a reference left here: normalisation frees each raw column once it
     # is done with it, and a whole table's raw text (dates, codes) is gigabytes at scale.
-    handed = [_as_python_values(frame.drop(columns=_MARKER_COLUMN))]
-    del frame
+    handed = [_as_frame(table.drop_columns([_MARKER_COLUMN]))]
+    del table
     yield handed.pop()
 
 
@@ -184,17 +211,36 @@ def _temporal_as_text(source: Source, column: Any) -> Any:
     return column
 
 
-def _as_python_values(frame: pd.DataFrame) -> pd.DataFrame:
-    """connectorx's typed columns as the Python values the generic path would give (each
-    column taken out of `frame` as it is converted). Its text columns hold Python strings and
-    None already: they are kept as they are."""
+def _as_frame(table: Any) -> pd.DataFrame:
+    """connectorx's Arrow columns as a frame the normalisation step takes like any other, each
+    column dropped from `table` once converted. Text stays in Arrow, as pandas' `str` columns;
+    an integer column without nulls stays an integer array, times and dates become datetime64:
+    no Python object per row. Other columns (decimals, floats, integers with nulls) become the
+    Python values a driver delivers (Decimal, float, int, None), made once per distinct value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     converted = {}
-    for name in list(frame.columns):
-        values = frame.pop(name)
-        if values.dtype != object:
-            values = values.astype(object).where(values.notna(), None)
+    for name in list(table.column_names):
+        column = table.column(name).combine_chunks()
+        table = table.drop_columns([name])
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            values = pd.Series(column, dtype="str")
+        elif pa.types.is_integer(column.type) and column.null_count == 0:
+            values = pd.Series(column.to_numpy())
+        elif pa.types.is_timestamp(column.type):  # datetime64, with its zone where it has one
+            values = column.to_pandas(coerce_temporal_nanoseconds=False)
+        elif pa.types.is_date(column.type):
+            as_times = pc.cast(column, pa.timestamp("us"))
+            values = pd.Series(as_times.to_numpy(zero_copy_only=False), dtype="datetime64[us]")
+        else:
+            encoded = pc.dictionary_encode(column)
+            distinct = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+            codes = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy()
+            values = pd.Series(distinct[codes], dtype=object)
         converted[name] = values
-    return pd.DataFrame(converted, index=frame.index)
+        del column
+    return pd.DataFrame(converted)
 
 
 def connectorx_url(url: sa.URL) -> str:
@@ -202,16 +248,31 @@ def connectorx_url(url: sa.URL) -> str:
     return url.set(drivername="mysql", query={}).render_as_string(hide_password=False)
 
 
-def _mysql_usable(source: Source) -> bool:
-    """connectorx is an optional speed-up: used when installed and the URL needs nothing more
-    than host, port, user, password and database (socket paths, TLS options and the like go
-    the generic way)."""
+def _connectorx_pg_url(source: Source) -> str:
+    """The source URL as connectorx spells it, with the session settings of every gridrecon
+    connection (dialects.session_setup: read-only, the statement timeout) as startup options."""
+    from urllib.parse import quote
+
+    options = "-c default_transaction_read_only=on"
+    if source.config.statement_timeout:
+        options += f" -c statement_timeout={int(source.config.statement_timeout) * 1000}"
+    url = source.config.url.set(drivername="postgresql", query={})
+    return f"{url.render_as_string(hide_password=False)}?options={quote(options)}"
+
+
+def _connectorx_usable(source: Source, query_keys: frozenset[str] = frozenset()) -> bool:
+    """connectorx is a speed-up for URLs of host, port, user, password and database, plus the
+    query keys given (socket paths, TLS options and the like go another way)."""
     try:
         import connectorx  # noqa: F401
     except ImportError:
         return False
     url = source.config.url
-    return bool(url.host) and set(url.query) <= {"charset"}
+    return bool(url.host) and set(url.query) <= query_keys
+
+
+def _mysql_usable(source: Source) -> bool:
+    return _connectorx_usable(source, frozenset({"charset"}))
 
 
 Fetcher = Callable[["Source", sa.Select], Iterator[pd.DataFrame]]

@@ -1,7 +1,7 @@
 """The fast read paths give exactly the records the generic SQLAlchemy path gives.
 
-PostgreSQL is read through a raw psycopg server-side cursor and MySQL/MariaDB through connectorx
-(connectors/fetch.py). Both are compared, record for record, with `reader = "generic"` on the
+PostgreSQL and MySQL/MariaDB are read through connectorx, into Arrow (connectors/fetch.py); a
+PostgreSQL URL connectorx cannot take is read through a raw psycopg server-side cursor. Both are compared, record for record, with `reader = "generic"` on the
 sample plus rows written to be awkward: quotes, tabs, newlines, backslashes, emoji, blank and
 padded ids, NULL in every nullable column, numbers as text, and on MariaDB zero dates.
 """
@@ -126,6 +126,39 @@ def compare_paths(url: str, tmp_path: Path, expected: fetch.Fetcher) -> None:
 @pytest.mark.postgres
 def test_postgresql_fast_path_gives_the_generic_records(pg_database, tmp_path) -> None:
     compare_paths(pg_database, tmp_path, fetch.postgresql)
+
+
+@pytest.mark.postgres
+def test_postgresql_through_psycopg_gives_the_generic_records(pg_database, tmp_path) -> None:
+    # a URL with options connectorx does not take: the fast path's psycopg cursor reads it
+    url = sa.make_url(pg_database).update_query_dict({"application_name": "gridrecon-test"})
+    config = write_config(
+        tmp_path, url.render_as_string(False), url.render_as_string(False), "auto"
+    )
+    sources = open_sources(load_config(config))
+    assert not fetch._connectorx_usable(sources["pms"])
+    for source in sources.values():
+        source.dispose()
+    compare_paths(url.render_as_string(False), tmp_path, fetch.postgresql)
+
+
+@pytest.mark.postgres
+def test_the_postgresql_fast_path_reads_in_a_read_only_session_with_the_timeout(
+    pg_database, tmp_path
+) -> None:
+    import connectorx
+
+    config = write_config(tmp_path, pg_database, pg_database, "auto")
+    config.write_text(config.read_text() + "statement_timeout = 7\n", encoding="utf-8")
+    source = open_sources(load_config(config))["marketing"]
+    settings = connectorx.read_sql(
+        fetch._connectorx_pg_url(source),
+        "SELECT current_setting('default_transaction_read_only') AS read_only, "
+        "current_setting('statement_timeout') AS timeout",
+        return_type="arrow",
+    ).to_pylist()
+    source.dispose()
+    assert settings == [{"read_only": "on", "timeout": "7s"}]
 
 
 @pytest.mark.mariadb

@@ -1,14 +1,17 @@
 """Converting once per distinct value gives what converting every value gives.
 
 connectors/normalize.py converts names (and their comparison keys) and parent ids once per
-distinct value where values repeat, and puts the results back on every row: the same values as the
-row-by-row conversion, and one object per distinct value instead of one per row.
+distinct value where values repeat, and puts the results back on every row; text names get their
+keys from Arrow's string kernels where a name allows. Either way: the same values as the
+row-by-row conversion.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridrecon.connectors.normalize import (
     _on_distinct,
@@ -41,13 +44,30 @@ def test_names_and_keys_are_those_of_every_row(repeats: int) -> None:
     pd.testing.assert_series_equal(keys, name_key(expected_names))
 
 
-def test_a_repeated_name_is_one_object() -> None:
-    # what a driver hands over: an equal string per row, each its own object
-    raw = pd.Series(["".join(["河口村", str(i % 3), "号公变"]) for i in range(30)], dtype=object)
-    assert len({id(v) for v in raw}) == 30
-    names, keys = names_and_keys(raw)
-    assert len({id(v) for v in names}) == 3
-    assert len({id(v) for v in keys}) == 3
+# Names as a driver hands them over: CJK, ASCII, whitespace of every kind (ideographic, tab,
+# the separators Python splits on), full-width forms, letters whose case folding is not their
+# lower case, a combining accent, control characters; and any character at all.
+_NAME_CHARACTERS = list(
+    "河口村号公变线路ABCabc019 -#()\t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u3000１Ａ号ǅßΣİ\u0301"
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.none()
+        | st.text(st.sampled_from(_NAME_CHARACTERS), max_size=8)
+        | st.text(st.characters(codec="utf-8"), max_size=8),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_names_and_keys_of_text_are_those_of_every_row(names: list[str | None]) -> None:
+    for raw in (pd.Series(names, dtype=object), pd.Series(names, dtype="str")):
+        got_names, got_keys = names_and_keys(raw)
+        expected_names = clean_text(raw)
+        pd.testing.assert_series_equal(got_names, expected_names)
+        pd.testing.assert_series_equal(got_keys, name_key(expected_names))
 
 
 def test_parent_ids_converted_once_per_distinct_value_are_those_of_every_row() -> None:
