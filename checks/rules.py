@@ -190,15 +190,17 @@ class Judge:
         }
         enabled = self.settings.enabled
         for system, frame in (("pms", match.pms), ("marketing", match.marketing)):
-            judged = _without(frame, frame["duplicate_id"].to_numpy())
+            # Records whose id is repeated are judged by DUPLICATE_ID alone: validate() left
+            # out their failures, parents_missing() leaves them out (the frame is not copied
+            # without them: a copy of every column of half a million records).
             if enabled("DUPLICATE_ID"):
                 parts.append(self.duplicate_ids(system, asset_type, frame))
             if enabled("INVALID_VALUE"):
                 parts.append(
-                    self.invalid_values(system, asset_type, judged, invalid[(system, asset_type)])
+                    self.invalid_values(system, asset_type, frame, invalid[(system, asset_type)])
                 )
             if enabled("PARENT_MISSING"):
-                parts.append(self.parents_missing(system, asset_type, judged))
+                parts.append(self.parents_missing(system, asset_type, frame))
         parts.extend(self.links(match, unlinked_details))
         if enabled("ATTR_MISMATCH"):
             parts.append(self.attribute_mismatches(match, invalid))
@@ -341,7 +343,9 @@ class Judge:
     def parents_missing(self, system: str, asset_type: str, frame: pd.DataFrame) -> pd.DataFrame:
         if not self._has_parent(system, asset_type):
             return findings.empty()
-        orphans = frame[frame["parent_source_id"].notna() & ~frame["parent_found"]]
+        orphans = frame[
+            frame["parent_source_id"].notna() & ~frame["parent_found"] & ~frame["duplicate_id"]
+        ]
         parent_type = {"line": "substation", "transformer": "line"}[asset_type]
         detail = (
             f"parent {parent_type} "
