@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,14 +245,26 @@ def conclude(
     else:
         records = {s: {t: pulled.reads[s].records(t) for t in ASSET_TYPES} for s in SYSTEMS}
         codes = {t: IdCodes.of(records["pms"][t], records["marketing"][t]) for t in ASSET_TYPES}
-        try:
-            judge.validate(
-                {(s, t): records[s][t] for s in SYSTEMS for t in ASSET_TYPES},
-                {(s, t): codes[t].duplicated(s) for s in SYSTEMS for t in ASSET_TYPES},
-            )
-        finally:
-            stop_worker()  # validation is done: its memory is the rest of the run's
-        judgement, counts, partitioned = _judge(judge, records, codes, config.partition_rows)
+
+        def validate() -> None:
+            try:
+                judge.validate(
+                    {(s, t): records[s][t] for s in SYSTEMS for t in ASSET_TYPES},
+                    {(s, t): codes[t].duplicated(s) for s in SYSTEMS for t in ASSET_TYPES},
+                )
+            finally:
+                stop_worker()  # validation is done: its memory is the rest of the run's
+
+        # Great Expectations validates in its worker process while this one matches the
+        # records; the rules wait for its results (_judge).
+        with ThreadPoolExecutor(1, thread_name_prefix="gridrecon-validate") as executor:
+            validated = executor.submit(validate)
+            try:
+                judgement, counts, partitioned = _judge(
+                    judge, records, codes, config.partition_rows, validated
+                )
+            finally:
+                wait([validated])  # whatever _judge raised: no thread outlives the run
         findings = judgement.findings
         notes += [
             f"{asset_type} judged in {count} partitions ([run] partition_rows = "
@@ -307,25 +320,35 @@ def _judge(
     records: dict[str, dict[str, pd.DataFrame]],
     codes: dict[str, IdCodes],
     partition_rows: int,
+    validated: Future,
 ) -> tuple[Judgement, dict[str, tuple[pd.DataFrame, pd.DataFrame]], dict[str, int]]:
     """Match and judge each asset type, a partition at a time where it has more records than
     partition_rows (sync/partition.py), and count what the metrics need. Also says how many
-    partitions each asset type took."""
-    judged: dict[str, list[AssetJudgement]] = {}
-    counts = {}
+    partitions each asset type took.
+
+    validated: the judge's validation, running; every asset type is matched (and paired, where
+    it is one partition) before the rules wait for it."""
+    matched = {}
     for asset_type in ASSET_TYPES:
         pms, marketing = records["pms"][asset_type], records["marketing"][asset_type]
         parent_type = PARENT_TYPE.get(asset_type)
         parents = [records[s][parent_type] if parent_type else None for s in SYSTEMS]
         pms, marketing = matched_records(pms, marketing, codes[asset_type], *parents)
         pieces = partitions(codes[asset_type], partition_rows)
+        whole = paired(asset_type, pms, marketing, codes[asset_type]) if len(pieces) == 1 else None
+        matched[asset_type] = pms, marketing, pieces, whole
+    validated.result()  # raises what validation raised
+    judged: dict[str, list[AssetJudgement]] = {}
+    counts = {}
+    for asset_type in ASSET_TYPES:
+        pms, marketing, pieces, whole = matched.pop(asset_type)
         unlinked_details = None
         if len(pieces) > 1 and judge.settings.enabled("UNLINKED"):
             unlinked_details = judge.unlinked_details(marketing, pms)
         judged[asset_type], counted = [], []
         for pms_rows, marketing_rows in pieces:
-            if len(pieces) == 1:
-                match = paired(asset_type, pms, marketing, codes[asset_type])
+            if whole is not None:
+                match, whole = whole, None
             else:
                 match = paired(
                     asset_type,

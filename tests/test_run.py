@@ -247,3 +247,35 @@ def test_progress_goes_to_a_terminal_and_never_into_pipes(tmp_path: Path) -> Non
     assert completed.returncode == 0
     assert b"reading pms transformers" in bytes(shown)
     assert b"reading" not in completed.stdout
+
+
+@pytest.mark.parametrize("failing", ["validation", "matching"])
+def test_an_error_while_validating_and_matching_at_once_ends_the_run_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # Great Expectations validates in a thread of the run (and in its worker process) while the
+    # records are matched: an error in either is the run's error, and neither outlives it.
+    import hashlib
+    import threading
+
+    from gridrecon.checks import validity
+    from gridrecon.checks.rules import Judge
+    from gridrecon.core.errors import GridreconError
+
+    config = load_config(sample_config(tmp_path))
+    api.run(config, as_of=AS_OF)
+    store = Path(config.state_url.database)
+    before = hashlib.sha256(store.read_bytes()).hexdigest()
+
+    def broken(*args, **kwargs):
+        raise GridreconError(f"{failing} broke")
+
+    if failing == "validation":
+        monkeypatch.setattr(Judge, "validate", broken)
+    else:
+        monkeypatch.setattr(api, "matched_records", broken)
+    with pytest.raises(GridreconError, match=f"^{failing} broke$"):
+        api.run(config, as_of=AS_OF, full=True)
+    assert not [t for t in threading.enumerate() if t.name.startswith("gridrecon-validate")]
+    assert validity._worker is None  # stopped, whichever side failed
+    assert hashlib.sha256(store.read_bytes()).hexdigest() == before
