@@ -143,8 +143,11 @@ def _distinct(values: pd.Series, share: float = 0.5) -> tuple[np.ndarray, Any] |
 
 
 def _spread(distinct: pd.Series, codes: np.ndarray, index: pd.Index) -> pd.Series:
-    """The converted distinct values back on every row (codes: _distinct's; -1 is null)."""
+    """The converted distinct values back on every row (codes: _distinct's; -1 is null). Text
+    comes out as a `str` column: made so once per distinct value, not once per row."""
     distinct = distinct.reset_index(drop=True)
+    if distinct.dtype == object and pd.api.types.infer_dtype(distinct, skipna=True) == "string":
+        distinct = distinct.astype("str")
     with_null = pd.concat([distinct, pd.Series([None], dtype=distinct.dtype)], ignore_index=True)
     spread = with_null.take(np.where(codes < 0, len(distinct), codes))
     spread.index = index
@@ -444,7 +447,11 @@ def normalize_chunk(
         out[field_name] = decoded
         # keep the raw value only where decoding failed: it names the bad value in a finding
         failed = decoded.isna() & values.notna()
-        out[f"raw_{field_name}"] = _raw_text(values[failed]).reindex(index)
+        out[f"raw_{field_name}"] = (
+            _raw_text(values[failed]).reindex(index)
+            if failed.any()
+            else pd.Series(np.nan, index=index, dtype="str")
+        )
         del values, decoded
     for field_name in ("recorded_at", "updated_at"):
         spec = table.field(field_name)
