@@ -26,6 +26,7 @@ from .checks.result import RunResult, SourceSummary
 from .checks.rules import AssetJudgement, Judge, Judgement
 from .checks.settings import RuleSettings
 from .checks.validity import stop_worker
+from .connectors.fetch import release_freed_memory
 from .connectors.mapping import ASSET_TYPES, SYSTEMS, Mapping
 from .connectors.normalize import record_key_hashes
 from .connectors.reader import (
@@ -142,8 +143,6 @@ def pull(
     watermark are read, on top of the snapshot's records. If none changed and `carry` (the
     snapshot's judgement, when it holds tonight) is given, the records are not loaded at all.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from .checks.validity import start_worker
 
     sources = open_sources(config)
@@ -164,6 +163,7 @@ def pull(
                     return read, _summarise(read, time.monotonic() - began)
 
                 done = dict(zip(sources, pool.map(read, sources)))
+                release_freed_memory()
                 pulled = Pulled(
                     reads={system: pair[0] for system, pair in done.items()},
                     summaries={system: pair[1] for system, pair in done.items()},

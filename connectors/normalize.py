@@ -351,12 +351,23 @@ def record_key_hashes(records: pd.DataFrame) -> np.ndarray:
     tables, names = pd.factorize(records["source_table"].astype("str"))
     table_hashes = np.append(pd.util.hash_array(names.to_numpy(dtype=object)), _NULL_HASH)
     ids = records["source_id"].astype("str")
-    id_hashes = pd.util.hash_array(ids.to_numpy(dtype=object, na_value=""), categorize=False)
+    # pandas hashes Python strings: made a slice at a time, not five million at once
+    id_hashes = np.concatenate(
+        [
+            pd.util.hash_array(
+                ids.iloc[start : start + _HASHED_AT_ONCE].to_numpy(dtype=object, na_value=""),
+                categorize=False,
+            )
+            for start in range(0, len(ids), _HASHED_AT_ONCE)
+        ]
+        or [np.empty(0, dtype=np.uint64)]
+    )
     id_hashes[ids.isna().to_numpy()] = _NULL_HASH
     return _combined_hashes([table_hashes[tables], id_hashes])
 
 
 _NULL_HASH = np.iinfo(np.uint64).max  # what pandas gives a null
+_HASHED_AT_ONCE = 500_000
 
 
 def _combined_hashes(arrays: list[np.ndarray]) -> np.ndarray:

@@ -265,10 +265,16 @@ def test_a_change_committed_late_inside_the_lag_window_is_not_a_quiet_night(tmp_
     assert [rule for _, rule in after - first] == ["ATTR_MISMATCH"]
 
 
-def test_record_key_hashes_are_pandas_hashes_of_table_and_id() -> None:
+@pytest.mark.parametrize("at_once", [500_000, 4])  # ids hashed in one slice, or in several
+def test_record_key_hashes_are_pandas_hashes_of_table_and_id(
+    at_once: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Snapshots keep these hashes from night to night: they must not change with how they are
     # computed. Nulls, empty text, repeated ids and a null table included.
+    from gridrecon.connectors import normalize
     from gridrecon.connectors.normalize import record_key_hashes
+
+    monkeypatch.setattr(normalize, "_HASHED_AT_ONCE", at_once)
 
     frame = pd.DataFrame(
         {
