@@ -228,10 +228,12 @@ def _temporal_as_text(source: Source, column: Any) -> Any:
 def _as_frame(read: list[Any]) -> pd.DataFrame:
     """connectorx's Arrow columns (the one table in `read`, taken out of it: no reference to it
     is left to the caller) as a frame the normalisation step takes like any other, each column's
-    buffers freed once it is converted: a whole table's raw text is gigabytes at scale. Text stays in Arrow, as pandas' `str` columns;
-    an integer column without nulls stays an integer array, times and dates become datetime64:
-    no Python object per row. Other columns (decimals, floats, integers with nulls) become the
-    Python values a driver delivers (Decimal, float, int, None), made once per distinct value."""
+    buffers freed once it is converted: a whole table's raw text is gigabytes at scale.
+
+    Text stays in Arrow, as pandas' `str` columns; an integer column without nulls stays an
+    integer array, times and dates become datetime64: no Python object per row. Other columns
+    (decimals, floats, integers with nulls) become the Python values a driver delivers (Decimal,
+    float, int, None), made once per distinct value."""
     import pyarrow as pa
     import pyarrow.compute as pc
 

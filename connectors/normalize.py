@@ -324,14 +324,13 @@ def _arrow_timestamps(values: pd.Series) -> pd.Series | None:
     """Arrow-backed text parsed by Arrow's ISO 8601 cast, which is ten times pandas' parser;
     None where the column is not such text, or where any value is not plain ISO 8601 without a
     zone (MariaDB's zero dates, an offset): pandas' parser then decides each value."""
-    array = getattr(values.array, "_pa_array", None)
-    if array is None:
+    if getattr(values.dtype, "storage", None) != "pyarrow":
         return None
     import pyarrow as pa
     import pyarrow.compute as pc
 
     try:
-        parsed = pc.cast(array, pa.timestamp("us"))
+        parsed = pc.cast(values.array.__arrow_array__(), pa.timestamp("us"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return pd.Series(parsed.to_numpy(zero_copy_only=False), index=values.index, dtype=DATE_DTYPE)
