@@ -1,9 +1,10 @@
 """The fast read paths give exactly the records the generic SQLAlchemy path gives.
 
 PostgreSQL and MySQL/MariaDB are read through connectorx, into Arrow (connectors/fetch.py); a
-PostgreSQL URL connectorx cannot take is read through a raw psycopg server-side cursor. Both are compared, record for record, with `reader = "generic"` on the
-sample plus rows written to be awkward: quotes, tabs, newlines, backslashes, emoji, blank and
-padded ids, NULL in every nullable column, numbers as text, and on MariaDB zero dates.
+PostgreSQL URL connectorx cannot take is read through a raw psycopg server-side cursor. Both are
+compared, record for record, with `reader = "generic"` on the sample plus rows written to be
+awkward: quotes, tabs, newlines, backslashes, emoji, blank and padded ids, NULL in every nullable
+column, numbers as text, and on MariaDB zero dates.
 """
 
 from __future__ import annotations

@@ -210,17 +210,10 @@ def test_the_earliest_marketing_record_per_pms_id_is_found_on_the_codes() -> Non
     assert found.iloc[[1, 2, 4]].isna().all()
 
 
-@pytest.mark.parametrize("dtype", ["str", object])  # text in Arrow; Python strings (hashed)
-@pytest.mark.parametrize("collide", [False, True])
-def test_ids_are_numbered_as_factorize_numbers_them_even_when_hashes_collide(
-    collide: bool, dtype: object
-) -> None:
+@pytest.mark.parametrize("dtype", ["str", object])  # text in Arrow; Python strings
+def test_ids_are_numbered_as_factorize_numbers_them(dtype: object) -> None:
     ids = pd.Series(["a", None, "b", "a", "c", None, "b", "河口", "a "] * 3, dtype=dtype)
     expected_codes, expected_ids = pd.factorize(ids.astype(object))
-
-    def every_hash_equal(values: np.ndarray, categorize: bool) -> np.ndarray:
-        return np.zeros(len(values), dtype=np.uint64)
-
-    codes, count = numbered(ids, every_hash_equal if collide else None)
+    codes, count = numbered(ids)
     assert codes.tolist() == expected_codes.tolist()
     assert count == len(expected_ids)
