@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,10 +27,11 @@ from .calendar import WorkingCalendar
 from .findings import as_text
 from .settings import COMPARED_FIELDS, RuleSettings
 from .validity import (
+    Validation,
     ValiditySettings,
     columns_read,
-    find_invalid_values,
-    find_invalid_values_again,
+    run_validations,
+    with_known_failures,
 )
 
 SYSTEM_LABEL = {"pms": "PMS", "marketing": "marketing"}
@@ -77,6 +80,15 @@ def _failures_in(failures: pd.DataFrame, rows: pd.Index) -> pd.DataFrame:
     if failures.empty:
         return failures
     return failures[rows.get_indexer(failures["row"].to_numpy()) >= 0]
+
+
+def _unchanged(failures: pd.DataFrame) -> pd.DataFrame:
+    return failures
+
+
+def _failures_without(failures: pd.DataFrame, rows: pd.Index) -> pd.DataFrame:
+    """The failures of records at other row labels than `rows`."""
+    return failures[~failures["row"].isin(rows)].reset_index(drop=True)
 
 
 def _without(frame: pd.DataFrame, dropped: np.ndarray) -> pd.DataFrame:
@@ -138,9 +150,10 @@ class Judge:
         duplicated: dict[tuple[str, str], np.ndarray] | None = None,
     ) -> None:
         """Find the invalid values of each (system, asset type)'s records, those with a
-        duplicated id aside (`duplicated`: which they are, where the caller knows). All of Great
-        Expectations' part of a run: done before matching, its worker process can end before the
-        rest of the run needs the memory."""
+        duplicated id aside (`duplicated`: which they are, where the caller knows), all in one
+        Great Expectations validation. All of Great Expectations' part of a run: done before
+        the rules, its worker process can end before the rest of the run needs the memory."""
+        pending = []
         for (system, asset_type), frame in records.items():
             repeated = (duplicated or {}).get((system, asset_type))
             if repeated is None:
@@ -149,19 +162,21 @@ class Judge:
             read = columns_read(**self._validity_arguments(system, asset_type))
             read = [c for c in frame.columns if c in {"source_id", "source_table", *read}]
             if (system, asset_type) in self.memory:
-                judged = _without(frame[read], repeated)
-                failures = self._validate(system, asset_type, judged)
+                validation, finish = self._validation(
+                    system, asset_type, _without(frame[read], repeated)
+                )
             else:  # every record's values, then the repeated ones' failures dropped: no copy
-                failures = self._validate(system, asset_type, frame[read])
+                validation, finish = self._validation(system, asset_type, frame[read])
                 if repeated.any():
-                    failures = failures[~failures["row"].isin(frame.index[repeated])]
-                    failures = failures.reset_index(drop=True)
-            self._invalid[(system, asset_type)] = failures
+                    finish = partial(_failures_without, rows=frame.index[repeated])
+            pending.append(((system, asset_type), validation, finish))
             # Kept to remember the results by record key (sync/incremental.py): the keys only.
-            # The copy validation read is freed before matching needs the memory.
             self.judged[(system, asset_type)] = _without(
                 frame[["source_id", "source_table"]], repeated
             )
+        run_validations([validation for _, validation, _ in pending])  # all in one suite
+        for key, validation, finish in pending:
+            self._invalid[key] = finish(validation.result())
 
     def judge(self, matches: dict[str, AssetMatch]) -> Judgement:
         self.validate(
@@ -236,22 +251,33 @@ class Judge:
         severity = {rule: self.settings.severity(rule) for rule in self.settings.rules}
         return findings.finalize(parts, severity, self.settings.owner)
 
-    def _validate(self, system: str, asset_type: str, judged: pd.DataFrame) -> pd.DataFrame:
-        """Validity failures of the judged records; with a memory of an earlier run, only the
-        records read tonight go through Great Expectations (see sync/incremental.py)."""
+    def _validation(
+        self, system: str, asset_type: str, judged: pd.DataFrame
+    ) -> tuple[Validation, Callable[[pd.DataFrame], pd.DataFrame]]:
+        """The validation of the judged records, and what turns its result into their validity
+        failures. With a memory of an earlier run, only the records read tonight go through
+        Great Expectations, and the failures remembered for the others are added (see
+        sync/incremental.py)."""
         validate = dict(
             asset_type=asset_type, as_of=self.as_of, **self._validity_arguments(system, asset_type)
         )
         memory = self.memory.get((system, asset_type))
         if memory is None:
-            return find_invalid_values(judged, **validate)
+            return Validation(judged, **validate), _unchanged
         keys = record_keys(judged)
         fresh = self.fresh[(system, asset_type)].reindex(judged.index, fill_value=True)
         validated = in_sorted(record_key_hashes(judged), memory.validated)
         known = pd.Series(validated, index=judged.index) & ~fresh & keys.notna()
-        return find_invalid_values_again(
-            judged, known=known, failures=memory.failures, keys=keys, **validate
+        finish = partial(
+            with_known_failures,
+            judged,
+            known=known,
+            failures=memory.failures,
+            keys=keys,
+            as_of=self.as_of,
+            settings=validate["settings"],
         )
+        return Validation(judged[~known], **validate), finish
 
     def _validity_arguments(self, system: str, asset_type: str) -> dict[str, Any]:
         return dict(

@@ -35,6 +35,9 @@ __all__ = [
     "ValiditySettings",
     "find_invalid_values",
     "find_invalid_values_again",
+    "run_validations",
+    "Validation",
+    "with_known_failures",
 ]
 
 RESULT_COLUMNS = ["row", "field", "check", "reason", "value"]
@@ -138,29 +141,98 @@ def find_invalid_values(
     parent only if `has_parent`. A missing capacity, a missing commissioning date, one after
     `as_of` + tolerance, and a missing parent are invalid only on in-service records (SPEC §6).
     """
-    checks = _active_checks(mapped_fields, has_parent, settings)
-    if not checks or records.empty:
-        return _empty_result(records.index)
-
-    columns = _needed_columns(checks)
-    missing = [c for c in columns if c not in records.columns]
-    if missing:
-        raise ValueError(f"canonical frame lacks column(s): {', '.join(missing)}")
-    # Validate by position: GX reports index values, and labels may repeat or be of any type.
-    frame = records[columns].reset_index(drop=True)
-    if any(c.kind == "not_future" for c in checks):
-        # GX compares datetime64[ns] columns vectorised but datetime64[us] value by value
-        # (seconds on 500k rows), and ns cannot hold placeholder dates such as 9999-12-31.
-        frame[_DAY_COLUMN] = (frame["commissioned_on"] - _EPOCH) / pd.Timedelta(days=1)
-
-    latest = dt.date(as_of.year, as_of.month, as_of.day) + dt.timedelta(
-        days=settings.future_tolerance_days
+    validation = Validation(
+        records,
+        asset_type=asset_type,
+        mapped_fields=mapped_fields,
+        has_parent=has_parent,
+        as_of=as_of,
+        settings=settings,
     )
-    parameters = {_LIMIT_PARAMETER: float((latest - _EPOCH.date()).days)}
-    distinct = _DistinctValues(frame, checks)
-    failures = _validated(distinct.frame, asset_type, checks, parameters)
-    failures = [(check, distinct.positions(check, found)) for check, found in failures]
-    return _result(records.index, frame, failures)
+    run_validations([validation])
+    return validation.result()
+
+
+class Validation:
+    """find_invalid_values of one frame, prepared: run_validations runs several in one Great
+    Expectations validation, then result() gives each frame's result as find_invalid_values
+    would (the same arguments, the same rows).
+
+    Great Expectations' cost is per expectation (some 10 ms each, however few the rows: the
+    frames validated are each field's distinct inputs), so a run's six frames validated as one
+    take a sixth of the time they took one by one."""
+
+    def __init__(
+        self,
+        records: pd.DataFrame,
+        *,
+        asset_type: str,
+        mapped_fields: frozenset[str],
+        has_parent: bool,
+        as_of: dt.date,
+        settings: ValiditySettings = ValiditySettings(),
+    ):
+        self.asset_type = asset_type
+        self.checks = _active_checks(mapped_fields, has_parent, settings)
+        self._index = records.index
+        self._failures: list[tuple[_Check, np.ndarray]] | None = None
+        latest = dt.date(as_of.year, as_of.month, as_of.day) + dt.timedelta(
+            days=settings.future_tolerance_days
+        )
+        self.parameters = {_LIMIT_PARAMETER: float((latest - _EPOCH.date()).days)}
+        if not self.checks or records.empty:
+            self.checks, self._failures = (), []
+            self._frame = records.iloc[:0, :0]
+            return
+        columns = _needed_columns(self.checks)
+        missing = [c for c in columns if c not in records.columns]
+        if missing:
+            raise ValueError(f"canonical frame lacks column(s): {', '.join(missing)}")
+        # Validate by position: GX reports index values, and labels may repeat or be of any type.
+        frame = records[columns].reset_index(drop=True)
+        if any(c.kind == "not_future" for c in self.checks):
+            # GX compares datetime64[ns] columns vectorised but datetime64[us] value by value
+            # (seconds on 500k rows), and ns cannot hold placeholder dates such as 9999-12-31.
+            frame[_DAY_COLUMN] = (frame["commissioned_on"] - _EPOCH) / pd.Timedelta(days=1)
+        self._frame = frame
+        self.distinct = _DistinctValues(frame, self.checks)
+
+    def found(self, failures: list[tuple[_Check, np.ndarray]]) -> None:
+        """What validating `self.distinct.frame` found: each check's failing positions, counted
+        from its first row (those outside its rows are left out)."""
+        mine = set(self.checks)
+        self._failures = [
+            (check, self.distinct.positions(check, positions))
+            for check, positions in failures
+            if check in mine
+        ]
+
+    def result(self) -> pd.DataFrame:
+        if self._failures is None:
+            raise RuntimeError("run_validations() has not run this validation")
+        return _result(self._index, self._frame, self._failures)
+
+
+def run_validations(validations: list[Validation]) -> None:
+    """Run the validations' checks over all their distinct values at once: one Great
+    Expectations validation (one per as_of and tolerance, where they differ)."""
+    pending = [v for v in validations if v._failures is None]
+    groups: dict[tuple, list[Validation]] = {}
+    for validation in pending:
+        groups.setdefault(tuple(validation.parameters.items()), []).append(validation)
+    for group in groups.values():
+        frames = [v.distinct.frame for v in group]
+        # A column one frame lacks is null in its rows: no check of that frame reads it, and
+        # Validation.found looks at each of its checks only in its own rows of that check's field.
+        stacked = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        names = {check.name for v in group for check in v.checks}
+        checks = tuple(c for c in _CHECKS if c.name in names)  # in _CHECKS order
+        asset_types = "+".join(dict.fromkeys(v.asset_type for v in group))
+        failures = _validated(stacked, asset_types, checks, group[0].parameters)
+        start = 0
+        for validation, frame in zip(group, frames):
+            validation.found([(check, found - start) for check, found in failures])
+            start += len(frame)
 
 
 def find_invalid_values_again(
@@ -181,6 +253,23 @@ def find_invalid_values_again(
     this `as_of`. The result is as find_invalid_values would give for all of `records`.
     """
     fresh = find_invalid_values(records[~known], as_of=as_of, settings=settings, **validate)
+    return with_known_failures(
+        records, fresh, known=known, failures=failures, keys=keys, as_of=as_of, settings=settings
+    )
+
+
+def with_known_failures(
+    records: pd.DataFrame,
+    fresh: pd.DataFrame,
+    *,
+    known: pd.Series,
+    failures: pd.DataFrame,
+    keys: pd.Series,
+    as_of: dt.date,
+    settings: ValiditySettings = ValiditySettings(),
+) -> pd.DataFrame:
+    """find_invalid_values_again's result, given `fresh`: what validating the records that are
+    not `known` found (a Validation of records[~known] run with others, say)."""
     carried = failures[failures["key"].isin(keys[known])]
     if len(carried):
         latest = as_of + dt.timedelta(days=settings.future_tolerance_days)
@@ -227,8 +316,11 @@ class _DistinctValues:
         for field, columns in _inputs(checks).items():
             presence_only = all(c.kind == "not_null" for c in checks if c.field == field)
             value = _COLUMN.get(field, field)
-            codes = _combination_numbers(frame, columns, value if presence_only else None, coded)
-            codes = codes.astype(np.int32)  # kept per field until the failures are mapped back
+            codes, count = _combination_numbers(
+                frame, columns, value if presence_only else None, coded
+            )
+            # Kept per field until the failures are mapped back: in as few bytes as they fit.
+            codes = codes.astype(np.int16 if count <= np.iinfo(np.int16).max else np.int32)
             first = _first_rows(codes)  # each combination's first row, in number order
             part = pd.DataFrame(
                 {c: pd.Series(_passing(frame, c), index=range(len(first))) for c in frame.columns}
@@ -268,10 +360,11 @@ def _combination_numbers(
     columns: list[str],
     presence_only: str | None,
     coded: dict[str, tuple[np.ndarray, int]],
-) -> np.ndarray:
+) -> tuple[np.ndarray, int]:
     """Each row's combination of values in `columns` numbered 0, 1, ... in order of first
-    appearance (null is a value too); of the column `presence_only`, only whether a value is
-    there counts. `coded` keeps each column's value numbers for the next call."""
+    appearance (null is a value too), and how many combinations there are; of the column
+    `presence_only`, only whether a value is there counts. `coded` keeps each column's value
+    numbers for the next call."""
     numbers = np.zeros(len(frame), dtype=np.int64)
     combinations = 1
     for column in columns:
@@ -287,7 +380,7 @@ def _combination_numbers(
             numbers, combinations = _renumbered(numbers)
         numbers = numbers * count + codes
         combinations *= count
-    return _renumbered(numbers)[0]
+    return _renumbered(numbers)
 
 
 def _renumbered(numbers: np.ndarray) -> tuple[np.ndarray, int]:

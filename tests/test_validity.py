@@ -451,6 +451,52 @@ def test_rows_sharing_values_are_judged_each_as_if_validated_alone() -> None:
     assert invalid(mixed_frame()) == expected
 
 
+def test_frames_validated_together_get_what_each_gets_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A run validates its six frames in one Great Expectations validation. Each frame must get
+    # exactly its own result: a check one frame runs (a transformer's capacity) finds nothing in
+    # another's rows (a line's, with no capacity mapped, all of them null and in service), and
+    # frames judged against another as_of are validated apart.
+    asked = [
+        dict(frame=mixed_frame(), asset_type="transformer", mapped_fields=ALL_FIELDS),
+        dict(
+            frame=records(*(KINDS[k] for k in DRAWN[:500]), {"capacity_kva": None}),
+            asset_type="line",
+            mapped_fields=LINE_FIELDS,
+        ),
+        dict(
+            frame=records({"commissioned_on": pd.Timestamp("2026-06-02")}, {"voltage_kv": None}),
+            asset_type="substation",
+            mapped_fields=LINE_FIELDS - {"org_code"},
+            has_parent=False,
+        ),
+        dict(frame=records(), asset_type="line", mapped_fields=LINE_FIELDS, has_parent=False),
+        dict(
+            frame=records(*(KINDS[k] for k in DRAWN[:200])),
+            asset_type="transformer",
+            mapped_fields=ALL_FIELDS,
+            as_of=dt.date(2027, 6, 1),  # the planted 2027-01-01 dates are not in the future
+        ),
+    ]
+
+    alone = [validity.find_invalid_values(a["frame"], **validation_arguments(a)) for a in asked]
+    assert all(len(found) for found in alone[:3]) and alone[3].empty
+    suites = []
+    validated = validity._validated
+    monkeypatch.setattr(validity, "_validated", lambda *a: suites.append(a[1]) or validated(*a))
+    together = [validity.Validation(a["frame"], **validation_arguments(a)) for a in asked]
+    validity.run_validations(together)
+    # the empty frame needs no validation; the one judged as of 2027 is validated apart
+    assert suites == ["transformer+line+substation", "transformer"]
+    for found, done in zip(alone, together):
+        pd.testing.assert_frame_equal(done.result(), found)
+
+
+def validation_arguments(asked: dict[str, Any]) -> dict[str, Any]:
+    return {"has_parent": True, "as_of": AS_OF, **{k: v for k, v in asked.items() if k != "frame"}}
+
+
 def test_a_run_validates_in_a_worker_of_its_own_and_stops_it(
     fresh_gx: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
