@@ -304,14 +304,15 @@ class _DistinctValues:
     such combinations per field (org codes, capacities, days); validating those and mapping the
     failures back to every row holding them gives the same rows as validating the whole frame,
     at a fraction of the cost. A field checked only for being present is reduced to whether it
-    is (ids and names are all distinct). In one field's rows, the other fields' columns hold a
-    value that passes every check.
+    is (ids and names are all distinct). The frame holds, for each field, the first row of each
+    of its combinations, whole; the failures of a check are looked at only in the rows of its
+    own field (positions).
     """
 
     def __init__(self, frame: pd.DataFrame, checks: tuple[_Check, ...]):
         self._codes: dict[str, np.ndarray] = {}  # field -> each row's combination number
         self._rows: dict[str, tuple[int, int]] = {}  # field -> its rows [start, stop) in .frame
-        parts = []
+        firsts = []  # per field: the first row of each of its combinations
         coded: dict[str, tuple[np.ndarray, int]] = {}  # a column read by several fields: once
         for field, columns in _inputs(checks).items():
             presence_only = all(c.kind == "not_null" for c in checks if c.field == field)
@@ -322,15 +323,11 @@ class _DistinctValues:
             # Kept per field until the failures are mapped back: in as few bytes as they fit.
             codes = codes.astype(np.int16 if count <= np.iinfo(np.int16).max else np.int32)
             first = _first_rows(codes)  # each combination's first row, in number order
-            part = pd.DataFrame(
-                {c: pd.Series(_passing(frame, c), index=range(len(first))) for c in frame.columns}
-            ).astype(frame.dtypes.to_dict())
-            for column in columns:
-                part[column] = frame[column].iloc[first].to_numpy()
-            start = sum(len(p) for p in parts)
-            self._codes[field], self._rows[field] = codes, (start, start + len(part))
-            parts.append(part)
-        self.frame = pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0]
+            start = sum(len(f) for f in firsts)
+            self._codes[field], self._rows[field] = codes, (start, start + len(first))
+            firsts.append(first)
+        rows = np.concatenate(firsts) if firsts else np.array([], dtype=np.intp)
+        self.frame = frame.iloc[rows].reset_index(drop=True)
 
     def positions(self, check: _Check, found: np.ndarray) -> np.ndarray:
         """The rows of the original frame whose combination failed `check`."""
@@ -392,20 +389,6 @@ def _first_rows(numbers: np.ndarray) -> np.ndarray:
     """Where each number first appears, for numbers given in order of first appearance."""
     seen_before = np.maximum.accumulate(np.concatenate([[-1], numbers[:-1]]))
     return np.flatnonzero(numbers > seen_before)
-
-
-def _passing(frame: pd.DataFrame, column: str) -> Any:
-    """A value of `column` that passes every check on it."""
-    if column == "status":
-        return IN_SERVICE
-    if column.startswith("raw_"):
-        return None  # raw text is kept only where decoding failed
-    kind = frame[column].dtype.kind
-    if kind == "f":
-        return 1.0 if column != _DAY_COLUMN else 0.0  # positive; day 0 is 1970-01-01
-    if kind == "M":
-        return _EPOCH
-    return "x"
 
 
 def _active_checks(
