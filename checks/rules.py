@@ -724,14 +724,19 @@ def _similarities(key: str, others: pd.Series, keep: int) -> list[float]:
     that a name cannot be among the `keep` most similar: -1 there (never shown). Thousands of
     PMS names share an org and voltage; most are ruled out without the full comparison."""
     matcher = difflib.SequenceMatcher(None, key)
+    # The bounds are symmetric (the lengths; the characters both names share), so they are
+    # asked with `key` as the second sequence, whose index difflib then builds once; the ratio
+    # itself is not, and is asked as before, of the few names the bounds leave.
+    bound = difflib.SequenceMatcher(None, "", key)
     best: list[float] = []  # a min-heap of the `keep` best ratios so far
     scores = []
     for other in others:
-        matcher.set_seq2(other)
+        bound.set_seq1(other)
         bar = best[0] if len(best) == keep else -1.0
-        if matcher.real_quick_ratio() < bar or matcher.quick_ratio() < bar:
+        if bound.real_quick_ratio() < bar or bound.quick_ratio() < bar:
             scores.append(-1.0)
             continue
+        matcher.set_seq2(other)
         score = matcher.ratio()
         if len(best) < keep:
             heapq.heappush(best, score)
