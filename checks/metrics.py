@@ -107,12 +107,13 @@ def asset_counts(
         & (pms_day[judged.index] <= judged["deadline"])
         & (mkt_day[judged.index] <= judged["deadline"])
     )
+    by_org, pairs_by_org = pms.groupby("org"), pairs.groupby("org")  # each grouped once
     undated = pd.DataFrame(
         {
-            "pms_assets": pms.groupby("org").size(),
-            "linked": pms.groupby("org")["linked"].sum(),
-            "pairs": pairs.groupby("org").size(),
-            "consistent_pairs": pairs.groupby("org")["consistent"].sum(),
+            "pms_assets": by_org.size(),
+            "linked": by_org["linked"].sum(),
+            "pairs": pairs_by_org.size(),
+            "consistent_pairs": pairs_by_org["consistent"].sum(),
         }
     )
     with_deadline = judged.groupby(_DEADLINE_KEYS).size().rename("assets").reset_index()
