@@ -441,6 +441,8 @@ def run(
                 if plan.snapshot.carried.holds_on(as_of, settings.future_tolerance_days):
                     carry = plan.snapshot.carried
             pulled = pull(config, progress, plan, carry)
+            if pulled.carried is not None:
+                stop_worker()  # nothing is validated tonight: one started early is not needed
             if plan.mode == "incremental" and pulled.fresh is None and pulled.carried is None:
                 plan = incremental.ReadPlan("full", "the snapshot's records could not be read")
             if pulled.carried is not None:
@@ -516,6 +518,7 @@ def run(
         )
         raise
     finally:
+        stop_worker()  # a run that failed before validating leaves no worker behind
         store.dispose()
 
 

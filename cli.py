@@ -147,17 +147,23 @@ def run(
 
     Example: gridrecon run --config gridrecon.toml --as-of 2026-11-20 --fail-on error
     """
-    from . import api
+    from .checks.worker_process import discard_early, start_early
 
-    loaded = _load(config)
-    with _read_progress() as progress:
-        result, folder = api.run(
-            loaded,
-            as_of=_parse_date(as_of, "--as-of"),
-            fail_on=fail_on.value if fail_on else None,
-            progress=progress,
-            full=full,
-        )
+    start_early()  # Great Expectations loads on the other core while this process imports
+    try:
+        from . import api
+
+        loaded = _load(config)
+        with _read_progress() as progress:
+            result, folder = api.run(
+                loaded,
+                as_of=_parse_date(as_of, "--as-of"),
+                fail_on=fail_on.value if fail_on else None,
+                progress=progress,
+                full=full,
+            )
+    finally:
+        discard_early()  # not taken over: the run failed before reading, or read nothing
     _render_run(result, folder)
     raise typer.Exit(result.exit_code)
 

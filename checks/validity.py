@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import subprocess
 import threading
 import warnings
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from gridrecon.core.errors import ConfigError
+
+from . import worker_process
 
 log = logging.getLogger(__name__)
 
@@ -498,9 +501,11 @@ def start_worker() -> None:
     this process as before."""
     global _worker
     with _worker_lock:
-        if _state is None and (_worker is None or not _worker.alive()):
+        if _state is not None:  # validated here: a process started early is not needed
+            worker_process.discard_early()
+        elif _worker is None or not _worker.alive():
             try:
-                _worker = _Worker()
+                _worker = _Worker(worker_process.take_early())
             except (OSError, ValueError) as exc:  # no process may be started, no executable known
                 log.debug("validity runs in this process: no worker (%s)", exc)
                 _worker = None
@@ -511,6 +516,7 @@ def stop_worker() -> None:
     memory (Great Expectations' modules, some 200 MB) is free for the rest of the run."""
     global _worker
     with _worker_lock:
+        worker_process.discard_early()  # one the CLI started that no one took over
         if _worker is not None:
             _worker.end()
             _worker = None
@@ -522,23 +528,13 @@ class _Worker:
     A plain subprocess, not multiprocessing: a spawned multiprocessing child runs the parent's
     main script again, which breaks any caller's script without a __main__ guard."""
 
-    def __init__(self) -> None:
+    def __init__(self, process: subprocess.Popen | None = None) -> None:
+        """process: one worker_process started already (worker_process.take_early())."""
         import atexit
-        import subprocess
-        import sys
 
-        environment = dict(os.environ)
-        # The child imports gridrecon from wherever this process did.
-        environment["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", "from gridrecon.checks.validity import _serve; _serve()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=environment,
-            # A session of its own: Ctrl-C in a terminal reaches the run, which ends this
-            # process, not this process mid-start (a "Fatal Python error" on the user's screen).
-            start_new_session=True,
-        )
+        from .worker_process import spawn
+
+        self._process = process if process is not None else spawn()
         atexit.register(self.end)
 
     def alive(self) -> bool:
@@ -558,7 +554,6 @@ class _Worker:
         """Hang up: the worker ends at the end of its input, at once if it is waiting for a
         suite; one still loading GX (nothing was validated after all) is killed."""
         import atexit
-        import subprocess
 
         atexit.unregister(self.end)  # a scheduler's process starts one every night
         with contextlib.suppress(OSError):  # a worker that died took its pipe with it

@@ -509,8 +509,8 @@ def test_a_run_validates_in_a_worker_of_its_own_and_stops_it(
     started: list[Any] = []
     start = validity._Worker
 
-    def counted() -> Any:
-        started.append(start())
+    def counted(*process: Any) -> Any:
+        started.append(start(*process))
         return started[-1]
 
     monkeypatch.setattr(validity, "_Worker", counted)
@@ -520,6 +520,65 @@ def test_a_run_validates_in_a_worker_of_its_own_and_stops_it(
     # one worker, stopped once validation was done; GX was never loaded in this process
     assert len(started) == 1 and not started[0].alive()
     assert validity._worker is None and validity._state is None
+
+
+def test_a_worker_started_early_is_taken_over_and_validates(
+    fresh_gx: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from gridrecon.checks import worker_process
+
+    worker_process.start_early()
+    early = worker_process._early
+    assert early is not None and early.poll() is None
+    validity.start_worker()
+    assert validity._worker is not None and validity._worker._process is early
+    assert worker_process._early is None  # taken over: no second process
+    assert invalid(mixed_frame()) == expected_of_mixed_frame()
+    assert validity._state is None  # validated by the worker, not here
+    validity.stop_worker()
+    assert early.returncode == 0  # hung up on when done, as any worker
+
+
+def test_a_worker_started_early_and_not_needed_is_killed_at_once(fresh_gx: None) -> None:
+    from gridrecon.checks import worker_process
+
+    worker_process.start_early()
+    early = worker_process._early
+    validity.stop_worker()
+    assert early.returncode == -9  # killed, without waiting for it to load anything
+    assert worker_process._early is None and worker_process.take_early() is None
+
+
+def test_gridrecon_run_starts_one_worker_and_a_night_without_changes_kills_it(
+    fresh_gx: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `gridrecon run` starts the worker before it imports its libraries; the read takes that
+    # process over (no second one), and a night on which nothing changed ends it unused.
+    from conftest import sample_config
+    from in_process import gridrecon
+
+    from gridrecon.checks import worker_process
+    from gridrecon.sample_data import AS_OF as SAMPLE_AS_OF
+
+    spawned: list[Any] = []
+    spawn = worker_process.spawn
+    monkeypatch.setattr(worker_process, "spawn", lambda: spawned.append(spawn()) or spawned[-1])
+    config = sample_config(tmp_path, extra="[incremental]\nenabled = true\n")
+    arguments = ("run", "--config", str(config), "--as-of", SAMPLE_AS_OF.isoformat())
+    first = gridrecon(*arguments)
+    assert first.code == 0 and "read: full" in first.stdout
+    assert len(spawned) == 1 and spawned[0].returncode == 0  # used, then hung up on
+    quiet = gridrecon(*arguments)
+    assert quiet.code == 0 and "no row changed" in quiet.stdout
+    assert len(spawned) == 2 and spawned[1].returncode == -9  # not needed: killed
+    bad = gridrecon("run", "--config", str(tmp_path / "missing.toml"))
+    assert bad.code == 2 and len(spawned) == 3 and spawned[2].returncode == -9
+    assert worker_process._early is None and validity._worker is None
+
+
+def expected_of_mixed_frame() -> list[tuple[Any, ...]]:
+    alone = [invalid(records(kind)) for kind in KINDS]
+    return [(f"r{i}", *found[1:]) for i, k in enumerate(DRAWN) for found in alone[k]]
 
 
 def _children(pid: int) -> list[int]:
