@@ -37,7 +37,6 @@ __all__ = [
     "RESULT_COLUMNS",
     "ValiditySettings",
     "find_invalid_values",
-    "find_invalid_values_again",
     "run_validations",
     "Validation",
     "with_known_failures",
@@ -163,7 +162,7 @@ class Validation:
 
     Great Expectations' cost is per expectation (some 10 ms each, however few the rows: the
     frames validated are each field's distinct inputs), so a run's six frames validated as one
-    take a sixth of the time they took one by one."""
+    take about a quarter of the time they took one by one."""
 
     def __init__(
         self,
@@ -210,8 +209,12 @@ class Validation:
             if check in mine
         ]
 
+    @property
+    def validated(self) -> bool:
+        return self._failures is not None
+
     def result(self) -> pd.DataFrame:
-        if self._failures is None:
+        if not self.validated:
             raise RuntimeError("run_validations() has not run this validation")
         return _result(self._index, self._frame, self._failures)
 
@@ -219,7 +222,7 @@ class Validation:
 def run_validations(validations: list[Validation]) -> None:
     """Run the validations' checks over all their distinct values at once: one Great
     Expectations validation (one per as_of and tolerance, where they differ)."""
-    pending = [v for v in validations if v._failures is None]
+    pending = [v for v in validations if not v.validated]
     groups: dict[tuple, list[Validation]] = {}
     for validation in pending:
         groups.setdefault(tuple(validation.parameters.items()), []).append(validation)
@@ -238,29 +241,6 @@ def run_validations(validations: list[Validation]) -> None:
             start += len(frame)
 
 
-def find_invalid_values_again(
-    records: pd.DataFrame,
-    *,
-    known: pd.Series,
-    failures: pd.DataFrame,
-    keys: pd.Series,
-    as_of: dt.date,
-    settings: ValiditySettings = ValiditySettings(),
-    **validate: Any,
-) -> pd.DataFrame:
-    """find_invalid_values, validating only the records that are not `known`.
-
-    known: records validated by an earlier run and unchanged since; `failures` holds what that
-    run found, by record key (`keys` gives each record's). A record's validity depends on its
-    own values alone, except a commissioning date in the future, which is judged again against
-    this `as_of`. The result is as find_invalid_values would give for all of `records`.
-    """
-    fresh = find_invalid_values(records[~known], as_of=as_of, settings=settings, **validate)
-    return with_known_failures(
-        records, fresh, known=known, failures=failures, keys=keys, as_of=as_of, settings=settings
-    )
-
-
 def with_known_failures(
     records: pd.DataFrame,
     fresh: pd.DataFrame,
@@ -271,8 +251,13 @@ def with_known_failures(
     as_of: dt.date,
     settings: ValiditySettings = ValiditySettings(),
 ) -> pd.DataFrame:
-    """find_invalid_values_again's result, given `fresh`: what validating the records that are
-    not `known` found (a Validation of records[~known] run with others, say)."""
+    """find_invalid_values of all `records`, given `fresh`: that of the records not `known`.
+
+    known: records validated by an earlier run and unchanged since; `failures` holds what that
+    run found, by record key (`keys` gives each record's). A record's validity depends on its
+    own values alone, except a commissioning date in the future, which is judged again against
+    this `as_of`: an incremental night validates only the records it read (a Validation of
+    records[~known]) and takes the rest from memory."""
     carried = failures[failures["key"].isin(keys[known])]
     if len(carried):
         latest = as_of + dt.timedelta(days=settings.future_tolerance_days)
