@@ -447,8 +447,7 @@ def test_rows_sharing_values_are_judged_each_as_if_validated_alone() -> None:
     alone = [invalid(records(kind)) for kind in KINDS]
     # retired records need no capacity and may be commissioned later; the rest are invalid
     assert [i for i, found in enumerate(alone) if not found] == [0, 1, 6]
-    expected = [(f"r{i}", *found[1:]) for i, k in enumerate(DRAWN) for found in alone[k]]
-    assert invalid(mixed_frame()) == expected
+    assert invalid(mixed_frame()) == expected_of_mixed_frame()
 
 
 def test_frames_validated_together_get_what_each_gets_alone(
@@ -522,9 +521,7 @@ def test_a_run_validates_in_a_worker_of_its_own_and_stops_it(
     assert validity._worker is None and validity._state is None
 
 
-def test_a_worker_started_early_is_taken_over_and_validates(
-    fresh_gx: None, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_a_worker_started_early_is_taken_over_and_validates(fresh_gx: None) -> None:
     from gridrecon.checks import worker_process
 
     worker_process.start_early()
@@ -577,6 +574,7 @@ def test_gridrecon_run_starts_one_worker_and_a_night_without_changes_kills_it(
 
 
 def expected_of_mixed_frame() -> list[tuple[Any, ...]]:
+    """invalid(mixed_frame()) as each kind of record validated on its own gives it."""
     alone = [invalid(records(kind)) for kind in KINDS]
     return [(f"r{i}", *found[1:]) for i, k in enumerate(DRAWN) for found in alone[k]]
 
