@@ -326,22 +326,26 @@ def _judge(
     partition_rows (sync/partition.py), and count what the metrics need. Also says how many
     partitions each asset type took.
 
-    validated: the judge's validation, running; every asset type is matched (and paired, where
-    it is one partition) before the rules wait for it."""
+    validated: the judge's validation, running; every asset type is matched (and paired, its
+    pairs compared, where it is one partition) before the rules wait for it."""
     matched = {}
+    compare = judge.settings.enabled("ATTR_MISMATCH")
     for asset_type in ASSET_TYPES:
         pms, marketing = records["pms"][asset_type], records["marketing"][asset_type]
         parent_type = PARENT_TYPE.get(asset_type)
         parents = [records[s][parent_type] if parent_type else None for s in SYSTEMS]
         pms, marketing = matched_records(pms, marketing, codes[asset_type], *parents)
         pieces = partitions(codes[asset_type], partition_rows)
-        whole = paired(asset_type, pms, marketing, codes[asset_type]) if len(pieces) == 1 else None
-        matched[asset_type] = pms, marketing, pieces, whole
+        whole = differences = None
+        if len(pieces) == 1:
+            whole = paired(asset_type, pms, marketing, codes[asset_type])
+            differences = judge.pair_differences(whole) if compare else None
+        matched[asset_type] = pms, marketing, pieces, whole, differences
     validated.result()  # raises what validation raised
     judged: dict[str, list[AssetJudgement]] = {}
     counts = {}
     for asset_type in ASSET_TYPES:
-        pms, marketing, pieces, whole = matched.pop(asset_type)
+        pms, marketing, pieces, whole, differences = matched.pop(asset_type)
         unlinked_details = None
         if len(pieces) > 1 and judge.settings.enabled("UNLINKED"):
             unlinked_details = judge.unlinked_details(marketing, pms)
@@ -350,13 +354,14 @@ def _judge(
             if whole is not None:
                 match, whole = whole, None
             else:
+                differences = None
                 match = paired(
                     asset_type,
                     pms.take(pms_rows),
                     marketing.take(marketing_rows),
                     codes[asset_type].take(pms_rows, marketing_rows),
                 )
-            piece = judge.judge_asset(match, unlinked_details)
+            piece = judge.judge_asset(match, unlinked_details, differences)
             judged[asset_type].append(piece)
             counted.append(asset_counts(match, piece.unfinalized(), piece.deadlines))
             del match  # before the next partition is taken

@@ -85,12 +85,13 @@ def asset_counts(
 
     pairs = pd.DataFrame({"org": match.pairs["org_code_pms"].fillna("?")})
     # few pairs mismatch: test the exact (pms, marketing) key only where the PMS id is one
-    suspect = match.pairs["source_id_pms"].isin(mismatched["pms_id"].unique())
+    pms_ids = match.pairs["source_id_pms"]
+    suspect = np.flatnonzero(pms_ids.isin(mismatched["pms_id"].unique()))
     consistent = np.ones(len(pairs), dtype=bool)
-    consistent[suspect.to_numpy()] = [
+    consistent[suspect] = [
         key not in mismatched_keys
         for key in zip(
-            match.pairs.loc[suspect, "source_id_pms"], match.pairs.loc[suspect, "source_id_mkt"]
+            pms_ids.iloc[suspect], match.pairs.frame(["source_id_mkt"], suspect)["source_id_mkt"]
         )
     ]
     pairs["consistent"] = consistent

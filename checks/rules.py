@@ -190,13 +190,17 @@ class Judge:
         return self.conclude({t: [self.judge_asset(match)] for t, match in matches.items()})
 
     def judge_asset(
-        self, match: AssetMatch, unlinked_details: pd.Series | None = None
+        self,
+        match: AssetMatch,
+        unlinked_details: pd.Series | None = None,
+        differences: dict[str, np.ndarray] | None = None,
     ) -> AssetJudgement:
         """Every rule over one asset type's matched records, or one partition of them (see
         sync/partition.py): validate() has run over all of them.
 
         unlinked_details: the UNLINKED detail per marketing row label, where the caller found the
-        candidates over every PMS record (a partition holds only some of them)."""
+        candidates over every PMS record (a partition holds only some of them).
+        differences: pair_differences(match), where the caller has it already."""
         parts: list[pd.DataFrame] = []
         asset_type = match.asset_type
         invalid = {
@@ -218,7 +222,7 @@ class Judge:
                 parts.append(self.parents_missing(system, asset_type, frame))
         parts.extend(self.links(match, unlinked_details))
         if enabled("ATTR_MISMATCH"):
-            parts.append(self.attribute_mismatches(match, invalid))
+            parts.append(self.attribute_mismatches(match, invalid, differences))
         late, deadlines, unarchived = self.timeliness(match, invalid)
         parts.extend(late)
         return AssetJudgement([p for p in parts if len(p)], deadlines, unarchived)
@@ -510,18 +514,18 @@ class Judge:
 
     # -- ATTR_MISMATCH -----------------------------------------------------------------------
 
-    def attribute_mismatches(
-        self, match: AssetMatch, invalid: dict[tuple[str, str], pd.DataFrame]
-    ) -> pd.DataFrame:
+    def pair_differences(self, match: AssetMatch) -> dict[str, np.ndarray]:
+        """Per compared field: the pairs (positions) whose two values are both there and differ
+        (beyond the tolerance, for numbers). Validity plays no part yet, so a run compares the
+        pairs while Great Expectations validates (api._judge); attribute_mismatches then leaves
+        out the values found invalid."""
         pairs = match.pairs
         asset_type = match.asset_type
+        differences: dict[str, np.ndarray] = {}
         if pairs.empty:
-            return findings.empty()
+            return differences
         pms_fields = self._mapped_fields("pms", asset_type)
         mkt_fields = self._mapped_fields("marketing", asset_type)
-        bad_pms = _invalid_pairs(invalid[("pms", asset_type)])
-        bad_mkt = _invalid_pairs(invalid[("marketing", asset_type)])
-        out = []
         for field in COMPARED_FIELDS:
             if field == "parent":
                 if not (
@@ -529,14 +533,10 @@ class Judge:
                     and self._has_parent("marketing", asset_type)
                 ):
                     continue
-                left, right = pairs["parent_pms_id_pms"], pairs["parent_pms_id_mkt"]
-            else:
-                if field not in pms_fields or field not in mkt_fields:
-                    continue
-                left, right = pairs[f"{field}_pms"], pairs[f"{field}_mkt"]
+            elif field not in pms_fields or field not in mkt_fields:
+                continue
+            left, right = pairs[_pair_column(field, "pms")], pairs[_pair_column(field, "mkt")]
             comparable = left.notna() & right.notna()
-            comparable &= ~_flagged(pairs["row_pms"], field, bad_pms)
-            comparable &= ~_flagged(pairs["row_mkt"], field, bad_mkt)
             if field == "name":
                 differs = pairs["name_key_pms"] != pairs["name_key_mkt"]
             elif field in ("voltage_kv", "capacity_kva"):
@@ -546,11 +546,37 @@ class Judge:
                 ).abs() > tolerance + 1e-9
             else:
                 differs = left != right
-            hit = pairs[comparable & differs.fillna(False)]
+            differences[field] = np.flatnonzero(comparable & differs.fillna(False))
+        return differences
+
+    def attribute_mismatches(
+        self,
+        match: AssetMatch,
+        invalid: dict[tuple[str, str], pd.DataFrame],
+        differences: dict[str, np.ndarray] | None = None,
+    ) -> pd.DataFrame:
+        """differences: pair_differences(match), where the caller has it already."""
+        asset_type = match.asset_type
+        if differences is None:
+            differences = self.pair_differences(match)
+        bad_pms = _invalid_pairs(invalid[("pms", asset_type)])
+        bad_mkt = _invalid_pairs(invalid[("marketing", asset_type)])
+        out = []
+        for field, differing in differences.items():
+            values = [_pair_column(field, "pms"), _pair_column(field, "mkt")]
+            shown = ["source_id_pms", "source_id_mkt", "name_pms", "org_code_pms"]
+            if field == "parent":
+                shown.append("parent_source_id_mkt")
+            hit = match.pairs.frame(
+                ["row_pms", "row_mkt", *dict.fromkeys([*values, *shown])], differing
+            )
+            hit = hit[
+                ~_flagged(hit["row_pms"], field, bad_pms)
+                & ~_flagged(hit["row_mkt"], field, bad_mkt)
+            ]
             if hit.empty:
                 continue
-            pms_value = as_text(left[hit.index])
-            mkt_value = as_text(right[hit.index])
+            pms_value, mkt_value = as_text(hit[values[0]]), as_text(hit[values[1]])
             if field == "parent":
                 detail = (
                     "PMS parent "
@@ -683,8 +709,8 @@ class Judge:
             )
         # The pairs' times first, the text of a finding only for the few pairs late: copying
         # half a million pairs' ids and names to find a handful costs more than the judging.
-        timed = match.pairs[["row_pms", "recorded_at_mkt"]]
-        timed = timed[timed["row_pms"].isin(subjects.index)]
+        subject_pairs = np.flatnonzero(match.pairs["row_pms"].isin(subjects.index))
+        timed = match.pairs.frame(["row_pms", "recorded_at_mkt"], subject_pairs)
         if len(timed):
             pair_deadline = pd.Series(deadline[timed["row_pms"]].to_numpy(), index=timed.index)
             mkt_recorded = local_day(timed["recorded_at_mkt"])
@@ -695,7 +721,7 @@ class Judge:
                 "org_code_pms",
                 "commissioned_on_pms",
             ]
-            late = match.pairs.loc[timed.index[mkt_recorded > pair_deadline], shown]
+            late = match.pairs.frame(shown, timed.index[mkt_recorded > pair_deadline].to_numpy())
             if len(late):
                 out.append(
                     findings.build(
@@ -759,6 +785,11 @@ def _due_text(commissioned: pd.Series, deadline: pd.Series, n: int) -> pd.Series
 def _invalid_pairs(failures: pd.DataFrame) -> dict[str, pd.Index]:
     """field -> the row labels whose value of that field failed validation."""
     return {field: pd.Index(group["row"]) for field, group in failures.groupby("field")}
+
+
+def _pair_column(field: str, side: str) -> str:
+    """The pair column holding a compared field's value of one side ("pms" or "mkt")."""
+    return f"{'parent_pms_id' if field == 'parent' else field}_{side}"
 
 
 def _flagged(rows: pd.Series, field: str, bad: dict[str, pd.Index]) -> pd.Series:

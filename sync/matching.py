@@ -35,14 +35,13 @@ class AssetMatch:
     and on pms: linked (some marketing record carries its id), id_code (IdCodes.pms);
     on marketing: link (none / linked / dangling), duplicate_link (its pms_id is shared) and
     link_code (IdCodes.link).
-    pairs: the linked pairs that can be compared, one row per marketing record, each side's
-    PAIR_COLUMNS suffixed _pms and _mkt, plus row_pms / row_mkt (the records' index labels).
+    pairs: the linked pairs that can be compared, one per marketing record (Pairs).
     """
 
     asset_type: str
     pms: pd.DataFrame
     marketing: pd.DataFrame
-    pairs: pd.DataFrame
+    pairs: Pairs
 
 
 # What the rules read of a pair, per side: the compared fields, what a finding about a pair shows,
@@ -61,6 +60,69 @@ PAIR_COLUMNS = {
     "pms": ["source_id", *COMPARED_COLUMNS, "commissioned_on"],
     "marketing": ["source_id", *COMPARED_COLUMNS, "parent_source_id", "recorded_at"],
 }
+
+
+class Pairs:
+    """The linked pairs that can be compared, by the positions of their two records. A pair
+    column is each side's PAIR_COLUMNS suffixed _pms and _mkt, or row_pms / row_mkt (the
+    records' index labels); pair i is the i-th pair, in marketing's order.
+
+    A column is taken from its records when asked for, not kept: half a million pairs' text is
+    170 MB, and the rules compare one field at a time and read the rest only for the few pairs
+    they find. Taking it each time costs milliseconds; holding them all made a province run's
+    peak memory.
+    """
+
+    def __init__(
+        self,
+        pms: pd.DataFrame,
+        marketing: pd.DataFrame,
+        pms_rows: np.ndarray,
+        mkt_rows: np.ndarray,
+    ):
+        self._sides = {"pms": (pms, pms_rows), "mkt": (marketing, mkt_rows)}
+
+    def __len__(self) -> int:
+        return len(self._sides["mkt"][1])
+
+    @property
+    def empty(self) -> bool:
+        return len(self) == 0
+
+    @property
+    def columns(self) -> list[str]:
+        return [
+            "row_mkt",
+            *(f"{c}_mkt" for c in PAIR_COLUMNS["marketing"]),
+            "row_pms",
+            *(f"{c}_pms" for c in PAIR_COLUMNS["pms"]),
+        ]
+
+    def __getitem__(self, column: str) -> pd.Series:
+        """One pair column, indexed by pair."""
+        return pd.Series(self._values(column, None), name=column, copy=False)
+
+    def frame(self, columns: list[str] | None = None, at: np.ndarray | None = None) -> pd.DataFrame:
+        """The pairs at positions `at` (every pair by default), indexed by position, with the
+        columns asked for (every pair column by default)."""
+        index = pd.RangeIndex(len(self)) if at is None else pd.Index(at)
+        return pd.DataFrame(
+            {column: self._values(column, at) for column in columns or self.columns},
+            index=index,
+            copy=False,
+        )
+
+    def _values(self, column: str, at: np.ndarray | None) -> Any:
+        name, _, side = column.rpartition("_")
+        if side not in self._sides or (
+            name not in PAIR_COLUMNS["pms" if side == "pms" else "marketing"] and name != "row"
+        ):
+            raise KeyError(column)
+        records, rows = self._sides[side]
+        rows = rows if at is None else rows[at]
+        if name == "row":  # the labels as arrays: a frame built from an Index checks it at length
+            return records.index.to_numpy()[rows]
+        return records[name].array.take(rows)
 
 
 def duplicated_ids(ids: pd.Series) -> pd.Series:
@@ -219,7 +281,7 @@ def _parents(wanted: pd.Series, parents: pd.DataFrame) -> tuple[np.ndarray, pd.S
     return _at(count, asked) > 0, pd.Series(found, index=wanted.index, dtype="str")
 
 
-def _pairs(pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes) -> pd.DataFrame:
+def _pairs(pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes) -> Pairs:
     """The comparable linked pairs, in marketing's order: a marketing record linked to a PMS
     id, neither id duplicated in its system, the id carried by no other marketing record."""
     comparable = (
@@ -231,13 +293,5 @@ def _pairs(pms: pd.DataFrame, marketing: pd.DataFrame, codes: IdCodes) -> pd.Dat
     holder[codes.pms[unique]] = np.flatnonzero(unique)
     mkt_rows = np.flatnonzero(comparable)
     pms_rows = holder[codes.link[mkt_rows]]
-    mkt_rows, pms_rows = mkt_rows[pms_rows >= 0], pms_rows[pms_rows >= 0]
-    # the labels as arrays: a frame built from an Index column checks it at length (0.5 s for
-    # five million labels)
-    columns: dict[str, Any] = {"row_mkt": marketing.index.to_numpy()[mkt_rows]}
-    for column in PAIR_COLUMNS["marketing"]:
-        columns[f"{column}_mkt"] = marketing[column].array.take(mkt_rows)
-    columns["row_pms"] = pms.index.to_numpy()[pms_rows]
-    for column in PAIR_COLUMNS["pms"]:
-        columns[f"{column}_pms"] = pms[column].array.take(pms_rows)
-    return pd.DataFrame(columns)
+    found = pms_rows >= 0
+    return Pairs(pms, marketing, pms_rows[found], mkt_rows[found])

@@ -93,7 +93,7 @@ def compare(pms: pd.DataFrame, marketing: pd.DataFrame, **parents) -> None:
         "marketing duplicate_id": match.marketing["duplicate_id"].tolist(),
         "marketing link": match.marketing["link"].tolist(),
         "marketing duplicate_link": match.marketing["duplicate_link"].tolist(),
-        "pairs": match.pairs,
+        "pairs": match.pairs.frame(),
     }
     expected = reference(match.pms, match.marketing)
     pd.testing.assert_frame_equal(got.pop("pairs"), expected.pop("pairs"))
@@ -132,6 +132,22 @@ def test_every_awkward_id_case_matches_as_the_text_reference() -> None:
         label="m",
     )
     compare(pms, marketing)
+
+
+def test_pair_columns_are_taken_for_the_pairs_asked_for() -> None:
+    pms = records(["a", "b", "c", "d"], label="p")
+    marketing = records(["m1", "m2", "m3", "m4"], ["d", "zz", "b", "a"], label="m")
+    pairs = match_asset("transformer", pms, marketing).pairs
+    every = pairs.frame()
+    assert len(pairs) == 3 and list(every.index) == [0, 1, 2]
+    assert every["source_id_pms"].tolist() == ["d", "b", "a"]  # in marketing's order
+    assert every["row_mkt"].tolist() == [7, 27, 37]  # the records' labels, not positions
+    some = pairs.frame(["name_pms", "row_pms", "source_id_mkt"], np.array([2, 0]))
+    pd.testing.assert_frame_equal(some, every.loc[[2, 0], ["name_pms", "row_pms", "source_id_mkt"]])
+    pd.testing.assert_series_equal(pairs["name_mkt"], every["name_mkt"])
+    for unknown in ("name", "pms_id_pms", "recorded_at_pms", "name_both"):
+        with pytest.raises(KeyError):
+            pairs[unknown]
 
 
 def test_parents_are_found_as_the_text_reference_finds_them() -> None:
@@ -175,9 +191,9 @@ def test_the_sample_matches_as_the_text_reference(tmp_path: Path) -> None:
             asset_type, pms[asset_type], marketing[asset_type], **parents, codes=codes[asset_type]
         )
         expected = reference(match.pms, match.marketing)
-        pd.testing.assert_frame_equal(match.pairs, expected["pairs"])
+        pd.testing.assert_frame_equal(match.pairs.frame(), expected["pairs"])
         assert match.pms["duplicate_id"].tolist() == expected["pms duplicate_id"]
-    assert matches["transformer"].pairs.shape[0] > 100  # the sample has pairs to compare
+    assert len(matches["transformer"].pairs) > 100  # the sample has pairs to compare
     # and the planted repeats: a PMS id in two tables, a PMS id two marketing records carry
     assert matches["transformer"].pms["duplicate_id"].sum() == 2
     assert matches["transformer"].marketing["duplicate_link"].sum() == 2
