@@ -163,7 +163,15 @@ def pull(
                     return read, _summarise(read, time.monotonic() - began)
 
                 done = dict(zip(sources, pool.map(read, sources)))
-                release_freed_memory()
+                if any(
+                    asset.rows > config.partition_rows
+                    for read, _ in done.values()
+                    for asset in read.assets.values()
+                ):
+                    # Judged in partitions, the run is bound by memory: what the read freed
+                    # goes back to the system. Otherwise matching and the rules reuse it, where
+                    # memory handed out afresh costs time (see Performance in the README).
+                    release_freed_memory()
                 pulled = Pulled(
                     reads={system: pair[0] for system, pair in done.items()},
                     summaries={system: pair[1] for system, pair in done.items()},

@@ -40,7 +40,8 @@ def release_freed_memory() -> None:
     large blocks) both keep what is freed for reuse. After reading a national sample the process
     held 5.4 GB for 2.2 GB of Arrow records, and 3.0 GB once both had given theirs back; it takes
     0.02 s on a province. (Arrow allocating through malloc instead held 3.8 GB before, but made a
-    national run a fifth slower: each large buffer was mapped afresh.)"""
+    national run a fifth slower: each large buffer was mapped afresh.) A run that is not judged
+    in partitions keeps it instead (api.pull): there, the rest of the run reuses it."""
     import ctypes
 
     import pyarrow as pa

@@ -22,6 +22,7 @@ from test_matching import records
 from gridrecon import api
 from gridrecon.checks.calendar import WorkingCalendar
 from gridrecon.checks.settings import RuleSettings
+from gridrecon.checks.validity import stop_worker
 from gridrecon.core.config import load_config
 from gridrecon.core.errors import ConfigError
 from gridrecon.sync.matching import IdCodes
@@ -147,3 +148,21 @@ def test_a_partitioned_run_says_so_and_finds_the_same(tmp_path: Path) -> None:
         for f in (whole_dir, parted_dir)
     ]
     pd.testing.assert_frame_equal(findings[1], findings[0])
+
+
+def test_only_a_read_judged_in_partitions_gives_its_freed_memory_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run bound by memory (judged in partitions) returns what its read freed to the system; any
+    # other keeps it for matching and the rules to reuse, which costs less than fresh memory.
+    released = []
+    real = api.release_freed_memory
+    monkeypatch.setattr(api, "release_freed_memory", lambda: released.append(real()))
+    config = load_config(sample_config(tmp_path))
+    try:
+        api.pull(config)
+        assert released == []
+        api.pull(dataclasses.replace(config, partition_rows=50))
+        assert len(released) == 1
+    finally:
+        stop_worker()  # each pull started a validity worker; nothing is validated here
