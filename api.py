@@ -43,7 +43,7 @@ from .core.errors import GridreconError
 from .sync import incremental
 from .sync.incremental import Carried, StoredRecords, remember_validity
 from .sync.matching import PARENT_TYPE, IdCodes, matched_records, paired
-from .sync.partition import partitions
+from .sync.partition import partition_count, partitions
 
 log = logging.getLogger("gridrecon")
 # A library logs; the application decides where to (the scheduler does; `gridrecon run` prints
@@ -164,7 +164,7 @@ def pull(
 
                 done = dict(zip(sources, pool.map(read, sources)))
                 if any(
-                    asset.rows > config.partition_rows
+                    partition_count(asset.rows, config.partition_rows) > 1
                     for read, _ in done.values()
                     for asset in read.assets.values()
                 ):

@@ -555,7 +555,10 @@ class Judge:
         invalid: dict[tuple[str, str], pd.DataFrame],
         differences: dict[str, np.ndarray] | None = None,
     ) -> pd.DataFrame:
-        """differences: pair_differences(match), where the caller has it already."""
+        """ATTR_MISMATCH: a finding per pair and compared field whose two values differ, unless
+        validation found either value invalid (INVALID_VALUE reports it instead).
+
+        differences: pair_differences(match), where the caller has it already."""
         asset_type = match.asset_type
         if differences is None:
             differences = self.pair_differences(match)

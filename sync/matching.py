@@ -106,8 +106,9 @@ class Pairs:
         """The pairs at positions `at` (every pair by default), indexed by position, with the
         columns asked for (every pair column by default)."""
         index = pd.RangeIndex(len(self)) if at is None else pd.Index(at)
+        columns = self.columns if columns is None else columns
         return pd.DataFrame(
-            {column: self._values(column, at) for column in columns or self.columns},
+            {column: self._values(column, at) for column in columns},
             index=index,
             copy=False,
         )

@@ -26,9 +26,9 @@ import numpy as np
 from .matching import IdCodes
 
 
-def partition_count(codes: IdCodes, partition_rows: int) -> int:
-    """How many partitions keep each about `partition_rows` records per system."""
-    rows = max(len(codes.pms), len(codes.link))
+def partition_count(rows: int, partition_rows: int) -> int:
+    """How many partitions keep each about `partition_rows` records per system, for an asset
+    type whose larger system has `rows` records."""
     return max(1, math.ceil(rows / partition_rows))
 
 
@@ -44,7 +44,7 @@ def assign(codes: IdCodes, count: int) -> tuple[np.ndarray, np.ndarray]:
 def partitions(codes: IdCodes, partition_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per partition: the positions of its PMS records and of its marketing records, in the
     records' own order."""
-    count = partition_count(codes, partition_rows)
+    count = partition_count(max(len(codes.pms), len(codes.link)), partition_rows)
     if count == 1:
         return [(np.arange(len(codes.pms)), np.arange(len(codes.link)))]
     pms, marketing = assign(codes, count)
