@@ -517,9 +517,7 @@ class _Worker:
         """process: one worker_process started already (worker_process.take_early())."""
         import atexit
 
-        from .worker_process import spawn
-
-        self._process = process if process is not None else spawn()
+        self._process = process if process is not None else worker_process.spawn()
         atexit.register(self.end)
 
     def alive(self) -> bool:
