@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,13 +27,17 @@ from ..core.errors import ConfigError, GridreconError
 
 OPEN_STATES = ("new", "open", "reopened")
 
+# Naive UTC, to the microsecond: MariaDB's plain DATETIME keeps whole seconds, and runs, history
+# and "the previous completed run" are ordered by these times (migration 0002).
+TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
 metadata = sa.MetaData()
 runs = sa.Table(
     "gr_runs",
     metadata,
     sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("started_at", sa.DateTime()),
-    sa.Column("finished_at", sa.DateTime()),
+    sa.Column("started_at", TIMESTAMP),
+    sa.Column("finished_at", TIMESTAMP),
     sa.Column("as_of", sa.Date),
     sa.Column("status", sa.String(16)),
     sa.Column("exit_code", sa.Integer),
@@ -50,9 +55,9 @@ findings = sa.Table(
         sa.Column(name, sa.Text)
         for name in [*BUILT_FIELDS, "side", "state", "first_run_id", "last_run_id"]
     ),
-    sa.Column("first_seen", sa.DateTime()),
-    sa.Column("last_seen", sa.DateTime()),
-    sa.Column("resolved_at", sa.DateTime()),
+    sa.Column("first_seen", TIMESTAMP),
+    sa.Column("last_seen", TIMESTAMP),
+    sa.Column("resolved_at", TIMESTAMP),
 )
 events = sa.Table(
     "gr_finding_events",
@@ -60,7 +65,7 @@ events = sa.Table(
     sa.Column("finding_id", sa.String(32), primary_key=True),
     sa.Column("run_id", sa.String(64), primary_key=True),
     sa.Column("state", sa.String(16)),
-    sa.Column("at", sa.DateTime()),
+    sa.Column("at", TIMESTAMP),
 )
 run_counts = sa.Table(
     "gr_run_counts",
@@ -78,7 +83,7 @@ waivers = sa.Table(
     sa.Column("finding_id", sa.String(32), primary_key=True),
     sa.Column("reason", sa.Text),
     sa.Column("waived_by", sa.String(128)),
-    sa.Column("waived_at", sa.DateTime()),
+    sa.Column("waived_at", TIMESTAMP),
     sa.Column("until", sa.Date),
 )
 first_seen = sa.Table(
@@ -87,7 +92,7 @@ first_seen = sa.Table(
     sa.Column("system", sa.String(16), primary_key=True),
     sa.Column("asset_type", sa.String(16), primary_key=True),
     sa.Column("source_id", sa.String(255), primary_key=True),
-    sa.Column("first_seen", sa.DateTime()),
+    sa.Column("first_seen", TIMESTAMP),
     sa.Column("baseline", sa.Boolean),
 )
 lock = sa.Table(
@@ -95,7 +100,7 @@ lock = sa.Table(
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("holder", sa.Text),
-    sa.Column("since", sa.DateTime()),
+    sa.Column("since", TIMESTAMP),
 )
 
 FINDING_COLUMNS = [c.name for c in findings.columns]
@@ -103,7 +108,7 @@ WRITE_CHUNK = 5000
 
 
 # The newest migration in sync/migrations/versions (a test keeps the two in step).
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 VERSION_TABLE = "gr_alembic_version"
 
 

@@ -82,6 +82,65 @@ def test_findings_move_through_new_open_resolved_and_reopened(tmp_path, store_co
     assert len(api.list_runs(config)) == 5
 
 
+def test_the_store_keeps_run_times_to_the_microsecond(tmp_path, store_config) -> None:
+    # Runs and a finding's history are ordered by these times; two runs within one second must
+    # still come back in order (MariaDB's plain DATETIME would keep whole seconds).
+    from gridrecon.sync import store as tables
+
+    grid = Grid(tmp_path)
+    result = run(grid, store_config)
+    store = api._store(load_config(grid.folder / "gridrecon.toml"))
+    try:
+        with store.reading() as connection:
+            stored = tables.list_runs(connection, 1)["started_at"].iloc[0]
+    finally:
+        store.dispose()
+    assert stored == result.started_at
+
+
+@pytest.mark.mariadb
+def test_a_mariadb_store_made_before_microseconds_is_upgraded_in_place(
+    tmp_path, mariadb_database
+) -> None:
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    url = f"{mariadb_database}?charset=utf8mb4"
+    engine = sa.create_engine(url)
+    alembic = AlembicConfig()
+    alembic.set_main_option(
+        "script_location", str(resources.files("gridrecon.sync") / "migrations")
+    )
+    with engine.begin() as connection:
+        alembic.attributes["connection"] = connection
+        command.upgrade(alembic, "0001")
+        connection.execute(
+            sa.text(
+                "INSERT INTO gr_waivers (finding_id, reason, waived_by, waived_at) "
+                "VALUES ('f-kept', '铭牌待核实', '张工', '2026-11-20 08:30:15')"
+            )
+        )
+    grid = Grid(tmp_path)
+    run(grid, f'[state]\nurl = "{url}"\n')  # upgrades the store, keeping its rows
+    with engine.connect() as connection:
+        waiver = connection.execute(sa.text("SELECT finding_id, waived_at FROM gr_waivers"))
+        assert waiver.all() == [("f-kept", dt.datetime(2026, 11, 20, 8, 30, 15))]
+        version = connection.execute(sa.text("SELECT version_num FROM gr_alembic_version"))
+        assert version.scalar() == "0002"
+        precisions = connection.execute(
+            sa.text(
+                "SELECT TABLE_NAME, COLUMN_NAME, DATETIME_PRECISION FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND DATA_TYPE = 'datetime' "
+                "AND TABLE_NAME IN ('gr_runs', 'gr_findings', 'gr_finding_events', 'gr_waivers', "
+                "'gr_first_seen', 'gr_lock')"
+            )
+        ).all()
+        assert len(precisions) == 9 and {row[2] for row in precisions} == {6}, precisions
+    engine.dispose()
+
+
 def test_a_waiver_keeps_a_finding_out_of_open_counts_until_it_expires(
     tmp_path, store_config
 ) -> None:
@@ -301,7 +360,7 @@ def test_the_store_schema_is_created_by_the_shipped_migrations(tmp_path) -> None
     assert listed.code == 0 and json.loads(listed.stdout) == []
     with sqlite3.connect(tmp_path / "gridrecon-state.sqlite") as connection:
         version = connection.execute("SELECT version_num FROM gr_alembic_version").fetchone()
-    assert version == ("0001",)
+    assert version == ("0002",)
 
 
 def test_the_head_revision_a_run_checks_for_is_the_newest_migration() -> None:
