@@ -151,8 +151,7 @@ def run(
 
     start_early()  # Great Expectations loads on the other core while this process imports
     try:
-        from . import api
-
+        api = _api()
         loaded = _load(config)
         with _read_progress() as progress:
             result, folder = api.run(
@@ -166,6 +165,20 @@ def run(
         discard_early()  # not taken over: the run failed before reading, or read nothing
     _render_run(result, folder)
     raise typer.Exit(result.exit_code)
+
+
+def _api():
+    """gridrecon's library, imported on first use (`--help` stays fast) with its libraries
+    kept out of the garbage collector's way (core/imports.py)."""
+    from .core.imports import heavy_imports
+
+    if f"{__package__}.api" in sys.modules:  # imported (and frozen) already, in this process
+        from . import api
+
+        return api
+    with heavy_imports():
+        from . import api
+    return api
 
 
 def _read_progress():
@@ -486,7 +499,7 @@ def runs_list(
     """
     import json as jsonlib
 
-    from . import api
+    api = _api()
 
     frame = api.list_runs(_load(config), limit)
     summaries = [jsonlib.loads(text or "{}") for text in frame["summary_json"]]
@@ -529,7 +542,7 @@ def runs_show(
 
     Example: gridrecon runs show latest
     """
-    from . import api
+    api = _api()
 
     record = api.show_run(_load(config), run)
     if format is not OutputFormat.table:
@@ -597,7 +610,7 @@ def findings_list(
     """
     import datetime as dt
 
-    from . import api
+    api = _api()
 
     loaded = _load(config)
     since_date = _parse_date(since, "--since")
@@ -640,7 +653,7 @@ def findings_show(
 
     Example: gridrecon findings show 3f2a9c0d1e4b5a6f
     """
-    from . import api
+    api = _api()
 
     record, history = api.show_finding(_load(config), finding_id)
     if format is not OutputFormat.table:
@@ -694,7 +707,7 @@ def findings_waive(
 
     Example: gridrecon findings waive 3f2a9c0d1e4b5a6f --reason "台区改造中" --until 2026-12-31
     """
-    from . import api
+    api = _api()
     from .core.errors import ConfigError
     from .sync.waivers import parse_until
 
@@ -720,7 +733,7 @@ def findings_unwaive(
 
     Example: gridrecon findings unwaive 3f2a9c0d1e4b5a6f
     """
-    from . import api
+    api = _api()
 
     count = api.unwaive(_load(config), ids)
     typer.echo(f"removed {count} waivers")

@@ -94,3 +94,42 @@ def test_output_still_in_pythons_buffer_is_written_before_the_exit(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "line\n" * 20_000
+
+
+def test_the_library_is_imported_with_the_collector_paused_and_then_frozen(tmp_path: Path) -> None:
+    # What pandas and SQLAlchemy make at import lives as long as the process: frozen, the
+    # collector's passes leave it out (core/imports.py). Imported once; the collector runs again.
+    done = python(
+        "import gc\n"
+        "from gridrecon import cli\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "api = cli._api()\n"
+        "frozen = gc.get_freeze_count()\n"
+        "assert cli._api() is api and gc.get_freeze_count() == frozen\n"
+        "print(gc.isenabled(), frozen > 50_000)\n",
+        tmp_path,
+    )
+    assert done.stdout.split() == ["True", "True"], done.stderr
+
+
+def test_heavy_imports_leave_the_collector_as_they_found_it() -> None:
+    import gc
+
+    from gridrecon.core.imports import heavy_imports
+
+    assert gc.isenabled()
+    try:
+        with heavy_imports():
+            assert not gc.isenabled()
+            raise ValueError("an import failed")
+    except ValueError:
+        pass
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with heavy_imports():
+            pass
+        assert not gc.isenabled()  # a caller that had paused it keeps it paused
+    finally:
+        gc.enable()
+        gc.unfreeze()

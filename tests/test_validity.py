@@ -394,6 +394,7 @@ def test_a_worker_process_finds_what_this_process_finds(
 def test_the_worker_leaves_scipy_and_altair_unloaded_until_used(worker: Any) -> None:
     # Great Expectations imports them for expectations gridrecon does not run; loading them
     # would take seconds of the read's CPU. Their compiled modules show in the process's maps.
+    # SQLAlchemy, optional to GX, is not loaded at all: the worker validates pandas frames.
     def loaded(part: str) -> list[str]:
         maps = Path(f"/proc/{worker._process.pid}/maps").read_text().splitlines()
         return sorted({line.split()[-1] for line in maps if f"/{part}/" in line})
@@ -403,6 +404,7 @@ def test_the_worker_leaves_scipy_and_altair_unloaded_until_used(worker: Any) -> 
     scipy = loaded("scipy")
     assert not [path for path in scipy if "/scipy/special/" in path or "/scipy/linalg/" in path]
     assert len(scipy) < 10, scipy  # without the deferral, 83 of them
+    assert loaded("sqlalchemy") == []
 
 
 def test_a_worker_that_died_is_replaced_by_this_process(
