@@ -14,6 +14,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -328,10 +329,10 @@ def test_a_run_keeps_each_records_key_hash_and_the_judged_ones_as_validated(tmp_
     assert repeated == 2  # the sample's transformer id in two PMS tables
 
 
-def test_the_records_file_packs_repeated_text_and_gives_back_the_same_records(tmp_path) -> None:
-    # The sample's records, read for real, through a records file and back: the same values and
-    # dtypes, each column of codes stored as a categorical and PMS's pms_id (its source_id) not
-    # stored at all. An earlier version's file, plain frames, still loads.
+def test_the_records_folder_gives_back_the_same_records_and_their_validity(tmp_path) -> None:
+    # The sample's records, read for real, through a records folder and back: the same values,
+    # dtypes and index. A folder with a damaged or a missing file reads as none (the run then
+    # reads everything).
     from conftest import sample_config
 
     config = load_config(sample_config(tmp_path))
@@ -340,22 +341,23 @@ def test_the_records_file_packs_repeated_text_and_gives_back_the_same_records(tm
         system: {t: read.records(t) for t in ("substation", "line", "transformer")}
         for system, read in pulled.reads.items()
     }
-    stored = incremental.StoredRecords(records)
+    failures = pd.DataFrame(
+        {"key": ["T\x1f1"], "field": ["name"], "check": ["name_not_null"], "reason": ["r"]}
+    )
+    validity = {("pms", "line"): incremental.ValidityMemory(np.array([7, 9], "uint64"), failures)}
+    folder = tmp_path / "snapshot"
+    incremental.write_records(folder, "records-1", incremental.StoredRecords(records, validity))
+    assert sorted(p.name for p in folder.iterdir()) == ["records-1"]  # no temporary left
 
-    back = pickle.loads(pickle.dumps(stored))
+    back = incremental.read_records(folder / "records-1")
     for system, by_type in records.items():
         for asset_type, frame in by_type.items():
             pd.testing.assert_frame_equal(back.records[system][asset_type], frame, check_exact=True)
+    assert back.validity[("pms", "line")].validated.tolist() == [7, 9]
+    pd.testing.assert_frame_equal(back.validity[("pms", "line")].failures, failures)
 
-    state = stored.__getstate__()["records"]
-    pms, marketing = state["pms"]["transformer"], state["marketing"]["transformer"]
-    assert pms.pms_id_is_source_id and "pms_id" not in pms.frame
-    assert not marketing.pms_id_is_source_id and "pms_id" in marketing.frame
-    for packed in (pms, marketing):
-        for column in ("asset_type", "org_code", "status", "source_table", "raw_voltage_kv"):
-            assert isinstance(packed.frame[column].dtype, pd.CategoricalDtype), column
-        assert packed.frame["source_id"].dtype == records["pms"]["transformer"]["source_id"].dtype
-
-    earlier = incremental.StoredRecords.__new__(incremental.StoredRecords)
-    earlier.__setstate__({"records": records, "validity": {}})
-    assert earlier.records["pms"]["line"] is records["pms"]["line"]
+    damaged = folder / "records-1" / "marketing.transformer.arrow"
+    damaged.write_bytes(damaged.read_bytes()[:4096])
+    assert incremental.read_records(folder / "records-1") is None
+    damaged.unlink()
+    assert incremental.read_records(folder / "records-1") is None
