@@ -422,6 +422,7 @@ def run(
     as_of = as_of or today(config)
     store = StateStore(config.state_url)
     began = time.monotonic()
+    records: incremental.RecordsWriter | None = None  # the snapshot's records, being written
     try:
         store.ensure_schema()
         started_at = dt.datetime.now(config.timezone)
@@ -490,6 +491,8 @@ def run(
                 result = conclude(
                     config, settings, calendar, pulled, as_of, started_at, fail_on, keep
                 )
+                if config.incremental.enabled and pulled.carried is None:
+                    records = _start_records(config, pulled, keep, started_at)
                 result.run_id = run_id
                 result.notes.append(f"read: {plan.mode} ({plan.reason})")
                 persist.remember(connection, result, previous, as_of)
@@ -499,8 +502,9 @@ def run(
             _test_pause("before-commit")
         if result.status == "completed":
             point_latest(config.report_dir, result.run_id)
-            if config.incremental.enabled and pulled.carried is None:
-                _keep_snapshot(config, plan, pulled, keep, fingerprint, started_at)
+            if records is not None:
+                _keep_snapshot(config, plan, records, keep, fingerprint, started_at)
+                records = None
         counts = result.counts()
         log.info(
             "run ended: %s, exit %d, %.1f s, open findings by severity %s",
@@ -531,6 +535,8 @@ def run(
         )
         raise
     finally:
+        if records is not None:  # the run did not complete: the snapshot stays the last one's
+            records.abandon()
         stop_worker()  # a run that failed before validating leaves no worker behind
         store.dispose()
 
@@ -541,17 +547,11 @@ def _mappings(config: Config) -> dict[str, Mapping]:
     return {system: load_mapping(config.source(system).mapping, system) for system in SYSTEMS}
 
 
-def _keep_snapshot(
-    config: Config,
-    plan: incremental.ReadPlan,
-    pulled: Pulled,
-    keep: dict[str, Any],
-    fingerprint: str,
-    started_at: dt.datetime,
-) -> None:
-    """What this run read and concluded, for the next incremental run (after the commit: a
-    failed run keeps the previous snapshot, which still matches the store)."""
-    swept = plan.snapshot.full_sweep_at if plan.mode == "incremental" else started_at
+def _start_records(
+    config: Config, pulled: Pulled, keep: dict[str, Any], started_at: dt.datetime
+) -> incremental.RecordsWriter:
+    """Start writing what this run read, for the next incremental run: in a thread, while the
+    run stores its findings and writes its reports."""
     stored = StoredRecords(
         records={
             system: {t: read.records(t) for t in ASSET_TYPES}
@@ -559,13 +559,25 @@ def _keep_snapshot(
         },
         validity=keep.get("validity", {}),
     )
+    return incremental.RecordsWriter(config.snapshot_dir, started_at, stored)
+
+
+def _keep_snapshot(
+    config: Config,
+    plan: incremental.ReadPlan,
+    records: incremental.RecordsWriter,
+    keep: dict[str, Any],
+    fingerprint: str,
+    started_at: dt.datetime,
+) -> None:
+    """The snapshot naming this run's records, for the next incremental run (after the commit:
+    a failed run keeps the previous snapshot, which still matches the store)."""
+    swept = plan.snapshot.full_sweep_at if plan.mode == "incremental" else started_at
     try:
         incremental.save(
-            config.snapshot_dir,
+            records,
             fingerprint,
-            started_at,
             swept,
-            stored,
             keep.get("carried"),
             config.incremental.lag_minutes,
             keep.get("hashes"),

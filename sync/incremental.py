@@ -30,6 +30,7 @@ import datetime as dt
 import os
 import pickle
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,22 +206,55 @@ def load_records(folder: Path, snapshot: Snapshot) -> StoredRecords | None:
     return read_records(folder / snapshot.records_file)
 
 
+class RecordsWriter:
+    """Writes a run's records folder (write_records) in a thread of its own, while the run
+    stores its findings and writes its reports: Arrow compresses and writes outside the
+    interpreter lock. The snapshot naming the folder is written only once the run has committed
+    (save); a run that fails removes the folder again (abandon)."""
+
+    def __init__(self, folder: Path, run_started_at: dt.datetime, stored: StoredRecords):
+        self.folder = folder
+        self.run_started_at = run_started_at
+        self.stored = stored
+        # to the microsecond: two runs of one process within a second name different folders
+        self.name = f"records-{run_started_at:%Y%m%d%H%M%S%f}-{os.getpid()}"
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._write, name="gridrecon-records")
+        self._thread.start()
+
+    def _write(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_records(self.folder, self.name, self.stored)
+        except Exception as exc:  # raised again by done(), in the run's thread
+            self._error = exc
+
+    def done(self) -> str:
+        """The folder's name, once written; raises what writing it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.name
+
+    def abandon(self) -> None:
+        self._thread.join()
+        _remove(self.folder / self.name)
+        _remove(self.folder / f".{self.name}.tmp")
+
+
 def save(
-    folder: Path,
+    records: RecordsWriter,
     fingerprint: str,
-    run_started_at: dt.datetime,
     full_sweep_at: dt.datetime,
-    stored: StoredRecords,
     carried: Carried | None,
     lag_minutes: int,
     hashes: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> None:
-    """Write the records, then the snapshot that names them, each atomically: a crash leaves
-    the previous snapshot or the new one, never half, and never one without its records.
+    """Once the records folder is written, the snapshot that names it, atomically: a crash
+    leaves the previous snapshot or the new one, never half, and never one without its records.
     hashes: record_key_hashes of each of the records' frames, where the caller has them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    records_file = f"records-{run_started_at:%Y%m%d%H%M%S}-{os.getpid()}"
-    write_records(folder, records_file, stored)
+    records_file = records.done()
+    folder, stored, run_started_at = records.folder, records.stored, records.run_started_at
     stamps = [
         frame["updated_at"].max()
         for by_type in stored.records.values()

@@ -183,6 +183,26 @@ def test_a_failed_run_keeps_the_snapshot_of_the_last_good_one(tmp_path) -> None:
     assert snapshot_file.read_bytes() == before
 
 
+def test_a_run_that_fails_after_judging_leaves_the_snapshot_as_it_was(tmp_path) -> None:
+    # The records of a run are written while it stores its findings and writes its reports;
+    # one that then fails (here: the report folder is a file) leaves no records folder behind.
+    for name in ("pms.sqlite", "marketing.sqlite"):
+        shutil.copy(SAMPLE / name, tmp_path / name)
+    pms, marketing = (f"sqlite:///{tmp_path / n}" for n in ("pms.sqlite", "marketing.sqlite"))
+    config = write_config(tmp_path, pms, marketing, f'snapshot_dir = "{tmp_path / "snap"}"\n')
+    run(config)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "snap").iterdir()}
+    assert len(before) == 2  # the snapshot and its records folder
+    shutil.rmtree(tmp_path / "reports")
+    (tmp_path / "reports").write_text("not a folder", encoding="utf-8")
+    with pytest.raises(Exception, match="cannot create the report directory"):
+        api.run(load_config(config), as_of=AS_OF, full=True)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "snap").iterdir()} == before
+
+    (tmp_path / "reports").unlink()
+    assert run(config)[0] == "incremental"  # the snapshot still reads
+
+
 def judged(
     config: Path, as_of: dt.date, full: bool = False
 ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
