@@ -68,8 +68,8 @@ def write_records(folder: Path, name: str, stored: StoredRecords) -> None:
     folder is whole or absent.
 
     Arrow writes the columns as they are held (Arrow text) and compresses them outside the
-    interpreter lock: a province's records take 0.25 s and 130 MB, where pickling them took
-    0.55 s and 175 MB even with repeated text packed as categoricals.
+    interpreter lock: a province's records take 0.25 s and 144 MB, where pickling them took
+    0.55 s and 183 MB even with repeated text packed as categoricals.
     """
     import pyarrow as pa
     from pyarrow import feather

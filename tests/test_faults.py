@@ -115,7 +115,12 @@ class Saboteur:
                             sa.text("SELECT pg_terminate_backend(:p)"), {"p": session}
                         )
                     else:
-                        connection.exec_driver_sql(f"KILL {int(session)}")
+                        try:
+                            connection.exec_driver_sql(f"KILL {int(session)}")
+                        except sa.exc.OperationalError as exc:
+                            if "Unknown thread id" not in str(exc):
+                                raise
+                            continue  # it ended by itself since it was listed: not ended here
                     self.done += 1
                     time.sleep(0.3)  # let the run notice before looking again
                     if self.done == self.times:
