@@ -582,7 +582,7 @@ def _keep_snapshot(
             config.incremental.lag_minutes,
             keep.get("hashes"),
         )
-    except OSError as exc:  # the run itself is done; the next one reads everything
+    except (OSError, incremental.SnapshotError) as exc:  # the run is done; the next reads all
         incremental.discard(config.snapshot_dir)
         log.warning("could not keep the snapshot for incremental runs: %s", exc)
 

@@ -206,6 +206,10 @@ def load_records(folder: Path, snapshot: Snapshot) -> StoredRecords | None:
     return read_records(folder / snapshot.records_file)
 
 
+class SnapshotError(Exception):
+    """The records could not be written as Arrow (a column Arrow cannot hold)."""
+
+
 class RecordsWriter:
     """Writes a run's records folder (write_records) in a thread of its own, while the run
     stores its findings and writes its reports: Arrow compresses and writes outside the
@@ -230,10 +234,13 @@ class RecordsWriter:
             self._error = exc
 
     def done(self) -> str:
-        """The folder's name, once written; raises what writing it raised."""
+        """The folder's name, once written. Raises OSError where the file system refused, and
+        SnapshotError for anything else that stopped the write."""
         self._thread.join()
-        if self._error is not None:
+        if isinstance(self._error, OSError):
             raise self._error
+        if self._error is not None:
+            raise SnapshotError(f"{type(self._error).__name__}: {self._error}") from self._error
         return self.name
 
     def abandon(self) -> None:

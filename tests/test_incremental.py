@@ -381,3 +381,18 @@ def test_the_records_folder_gives_back_the_same_records_and_their_validity(tmp_p
     assert incremental.read_records(folder / "records-1") is None
     damaged.unlink()
     assert incremental.read_records(folder / "records-1") is None
+
+
+def test_records_arrow_cannot_hold_are_a_snapshot_error_and_leave_nothing(tmp_path) -> None:
+    # A column of mixed Python objects: the run that kept them would still complete (api
+    # catches SnapshotError, like a full disk), and no half-written folder stays behind.
+    frame = pd.DataFrame({"source_id": ["1", "2"], "odd": [object(), 1.5]})
+    writer = incremental.RecordsWriter(
+        tmp_path,
+        dt.datetime(2026, 11, 20, tzinfo=dt.UTC),
+        incremental.StoredRecords({"pms": {"line": frame}}),
+    )
+    with pytest.raises(incremental.SnapshotError, match="odd|object"):
+        writer.done()
+    writer.abandon()
+    assert list(tmp_path.iterdir()) == []
