@@ -309,17 +309,22 @@ def _write(path: Path, value: Any) -> None:
 
 
 def discard(folder: Path) -> None:
-    (folder / SNAPSHOT_FILE).unlink(missing_ok=True)
+    """Remove the snapshot and every records folder, as far as the file system lets."""
+    _remove(folder / SNAPSHOT_FILE)
     for old in [*folder.glob(RECORDS_GLOB), *folder.glob(f".{RECORDS_GLOB}.tmp")]:
         _remove(old)
 
 
 def _remove(path: Path) -> None:
-    """A records folder, or an earlier version's records file."""
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+    """A records folder, an earlier version's records file, or the snapshot file, if there;
+    one that cannot be removed stays (a later save tries again)."""
+    try:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:  # e.g. its folder is a file: there is nothing to remove
+        pass
 
 
 def plan_read(

@@ -396,3 +396,18 @@ def test_records_arrow_cannot_hold_are_a_snapshot_error_and_leave_nothing(tmp_pa
         writer.done()
     writer.abandon()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_snapshot_that_cannot_be_written_leaves_a_completed_run_and_a_warning(
+    tmp_path, caplog
+) -> None:
+    for name in ("pms.sqlite", "marketing.sqlite"):
+        shutil.copy(SAMPLE / name, tmp_path / name)
+    pms, marketing = (f"sqlite:///{tmp_path / n}" for n in ("pms.sqlite", "marketing.sqlite"))
+    (tmp_path / "blocker").write_text("a file where the snapshot's folder would go", "utf-8")
+    snapshot_dir = tmp_path / "blocker" / "snap"
+    config = write_config(tmp_path, pms, marketing, f'snapshot_dir = "{snapshot_dir}"\n')
+    assert run(config)[0] == "full"  # completed (run() asserts it) though nothing was kept
+    assert "could not keep the snapshot for incremental runs" in caplog.text
+    assert run(config)[0] == "full"
+    assert "no snapshot of an earlier run" in last_read(config)
