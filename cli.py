@@ -170,13 +170,12 @@ def run(
 def _api():
     """gridrecon's library, imported on first use (`--help` stays fast) with its libraries
     kept out of the garbage collector's way (core/imports.py)."""
+    from contextlib import nullcontext
+
     from .core.imports import heavy_imports
 
-    if f"{__package__}.api" in sys.modules:  # imported (and frozen) already, in this process
-        from . import api
-
-        return api
-    with heavy_imports():
+    first = f"{__package__}.api" not in sys.modules  # frozen once per process
+    with heavy_imports() if first else nullcontext():
         from . import api
     return api
 

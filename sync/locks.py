@@ -10,6 +10,7 @@ treating a lock older than the stale limit as abandoned.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import socket
@@ -69,12 +70,19 @@ def run_lock(engine: Engine, lock_table: sa.Table, run_id: str) -> Iterator[None
             run_id,
             "SELECT GET_LOCK(:key, 0)",
             "SELECT RELEASE_LOCK(:key)",
-            {"key": "gridrecon_run"},
+            {"key": _mysql_lock_name(engine)},
         ):
             yield
     else:
         with _row_lock(engine, lock_table, run_id):
             yield
+
+
+def _mysql_lock_name(engine: Engine) -> str:
+    """GET_LOCK's name for this store. Unlike PostgreSQL's advisory locks, MariaDB's named locks
+    are server-wide: the name says which database (names are at most 64 characters)."""
+    database = (engine.url.database or "").encode("utf-8")
+    return f"gridrecon_run:{hashlib.sha1(database).hexdigest()}"
 
 
 def _now() -> dt.datetime:

@@ -19,6 +19,7 @@ from tiny_grid import AS_OF, Grid
 
 from gridrecon import api
 from gridrecon.core.config import load_config
+from gridrecon.sync.locks import RunInProgress
 
 
 @pytest.fixture(
@@ -139,6 +140,28 @@ def test_a_mariadb_store_made_before_microseconds_is_upgraded_in_place(
         ).all()
         assert len(precisions) == 9 and {row[2] for row in precisions} == {6}, precisions
     engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_stores_in_two_databases_of_one_mariadb_server_lock_apart(mariadb_database) -> None:
+    # MariaDB's named locks are server-wide: a run on one store must not block another's.
+    from conftest import MARIADB_URL, _scratch_database
+
+    from gridrecon.sync.store import StateStore
+
+    other_databases = _scratch_database(MARIADB_URL)
+    stores = [StateStore(sa.make_url(url)) for url in (mariadb_database, next(other_databases))]
+    again = StateStore(sa.make_url(mariadb_database))
+    try:
+        for store in stores:
+            store.ensure_schema()
+        with stores[0].lock("run-a"), stores[1].lock("run-b"):
+            with pytest.raises(RunInProgress, match="run-a"), again.lock("run-c"):
+                pass
+    finally:
+        for store in (*stores, again):
+            store.dispose()
+        other_databases.close()
 
 
 def test_a_waiver_keeps_a_finding_out_of_open_counts_until_it_expires(

@@ -30,22 +30,23 @@ TIME_COLUMNS = [
 ]
 
 
-def _alter(precision: int) -> None:
+def _alter(from_fsp: int, to_fsp: int) -> None:
+    """Every time column from DATETIME(from_fsp) to DATETIME(to_fsp), on MariaDB and MySQL."""
     if op.get_bind().dialect.name not in ("mysql", "mariadb"):
         return
     for table, column, nullable in TIME_COLUMNS:
         op.alter_column(
             table,
             column,
-            type_=mysql.DATETIME(fsp=precision),
-            existing_type=mysql.DATETIME(fsp=6 - precision),
+            type_=mysql.DATETIME(fsp=to_fsp),
+            existing_type=mysql.DATETIME(fsp=from_fsp),
             existing_nullable=nullable,
         )
 
 
 def upgrade() -> None:
-    _alter(6)
+    _alter(0, 6)
 
 
 def downgrade() -> None:
-    _alter(0)
+    _alter(6, 0)
