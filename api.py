@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import hashlib
 import json
 import logging
+import os
 import secrets
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .checks.calendar import WorkingCalendar
 from .checks.metrics import asset_counts, merge_counts, metrics_as_of
 from .checks.result import RunResult, SourceSummary
-from .checks.rules import AssetJudgement, Judge, Judgement
+from .checks.rules import AssetJudgement, Judge
 from .checks.settings import RuleSettings
-from .checks.validity import stop_worker
+from .checks.validity import start_worker, stop_worker
 from .connectors.fetch import release_freed_memory
 from .connectors.mapping import ASSET_TYPES, SYSTEMS, Mapping
 from .connectors.normalize import record_key_hashes
@@ -33,6 +37,7 @@ from .connectors.reader import (
     Progress,
     SourceRead,
     apply_system_changes,
+    estimated_rows,
     load_org_tree,
     open_sources,
     read_source,
@@ -42,8 +47,9 @@ from .core.config import Config, display_url
 from .core.errors import GridreconError
 from .sync import incremental
 from .sync.incremental import Carried, StoredRecords, remember_validity
-from .sync.matching import PARENT_TYPE, IdCodes, matched_records, paired
+from .sync.matching import PARENT_TYPE, IdCodes, duplicated_ids, matched_records, paired
 from .sync.partition import partition_count, partitions
+from .sync.spill import SpilledRecords, SpillFolder, repeated_own_ids
 
 log = logging.getLogger("gridrecon")
 # A library logs; the application decides where to (the scheduler does; `gridrecon run` prints
@@ -56,7 +62,6 @@ TEST_PAUSE_VARIABLE = "GRIDRECON_TEST_PAUSE"
 def _test_pause(point: str) -> None:
     """Fault-injection seam for the crash tests: GRIDRECON_TEST_PAUSE=before-commit:30 stops
     the run there for 30 s (after announcing it on stderr) so a test can kill it at that point."""
-    import os
     import sys
 
     wanted, _, seconds = os.environ.get(TEST_PAUSE_VARIABLE, "").partition(":")
@@ -110,6 +115,19 @@ class Pulled:
     validity: dict[tuple[str, str], Any] | None = None  # the snapshot's, for those not fresh
     # a night on which nothing changed and the snapshot's judgement holds: no records at all
     carried: Carried | None = None
+    spill: SpillFolder | None = None  # where asset types read to disk by partition are
+
+    def spilled(self, asset_type: str) -> dict[str, SpilledRecords] | None:
+        """Both systems' records of `asset_type`, where they were read to disk by partition."""
+        if self.spill is None or not self.reads:
+            return None
+        found = {s: self.reads[s].assets[asset_type].spilled for s in SYSTEMS}
+        return found if all(found.values()) else None
+
+    def remove_spill(self) -> None:
+        if self.spill is not None:
+            self.spill.remove()
+            self.spill = None
 
 
 def _summarise(read: SourceRead, seconds: float) -> SourceSummary:
@@ -142,10 +160,13 @@ def pull(
     With an incremental read plan (sync/incremental.py), only the rows changed since the plan's
     watermark are read, on top of the snapshot's records. If none changed and `carry` (the
     snapshot's judgement, when it holds tonight) is given, the records are not loaded at all.
-    """
-    from .checks.validity import start_worker
 
+    An asset type too large to hold (sync/spill.py) is read to disk by partition, into a new
+    folder beside the snapshot; the caller removes it (Pulled.remove_spill) unless it keeps it
+    as the snapshot's records.
+    """
     sources = open_sources(config)
+    spill = None
     try:
         # Both systems at once, so that one database's work overlaps the other's reading.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridrecon-read") as pool:
@@ -154,11 +175,17 @@ def pull(
                 pulled = _pull_changes(config, sources, pool, plan, carry)
             if pulled is None:
                 start_worker()  # Great Expectations loads while the databases deliver
+                counts = _spill_counts(config, sources)
+                if counts:
+                    spill = SpillFolder(_spill_path(config))
+                    for source in sources.values():  # streamed reads buffer beside it
+                        source.spill_dir = spill.path
 
                 def read(system: str) -> tuple[SourceRead, SourceSummary]:
                     began = time.monotonic()
+                    writers = {t: spill.writer(system, t, n) for t, n in counts.items()}
                     read = read_source(
-                        sources[system], sources, config.timezone, ASSET_TYPES, progress
+                        sources[system], sources, config.timezone, ASSET_TYPES, progress, writers
                     )
                     return read, _summarise(read, time.monotonic() - began)
 
@@ -177,15 +204,60 @@ def pull(
                     summaries={system: pair[1] for system, pair in done.items()},
                     mappings={},
                     orgs=pd.DataFrame(),
+                    spill=spill,
                 )
         pulled.orgs = load_org_tree(sources["marketing"])
         if pulled.orgs.empty:
             pulled.orgs = load_org_tree(sources["pms"])
+    except BaseException:
+        if spill is not None:
+            spill.remove()
+        raise
     finally:
         for source in sources.values():
             source.dispose()
     pulled.mappings = {system: source.mapping for system, source in sources.items()}
     return pulled
+
+
+# The asset types a read may spill to disk: those that are no other type's parent (a partition
+# of the children needs every parent at hand).
+SPILLABLE = [t for t in ASSET_TYPES if t not in PARENT_TYPE.values()]
+
+
+def _spill_counts(config: Config, sources: dict) -> dict[str, int]:
+    """The asset types to read to disk by partition (sync/spill.py), and into how many: those
+    estimated to hold more records than [run] partition_rows in either system. Not where a
+    system keeps no creation time: the time gridrecon first saw each record is filled in over
+    all of them (persist.fill_first_seen)."""
+    counts = {}
+    for asset_type in SPILLABLE:
+        if any("recorded_at" in s.mapping.assets[asset_type].absent for s in sources.values()):
+            continue
+        rows = max(estimated_rows(source, asset_type) for source in sources.values())
+        if partition_count(rows, config.partition_rows) > 1:
+            counts[asset_type] = partition_count(rows, config.partition_rows)
+    return counts
+
+
+def _spill_path(config: Config) -> Path:
+    """A new folder for this process's spilled records, beside the snapshot; those of processes
+    that ended without removing theirs (killed) are removed first."""
+    for left in config.snapshot_dir.glob(".spill-*.tmp"):
+        pid = left.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    return config.snapshot_dir / f".spill-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: alive
+        pass
+    return True
 
 
 def _pull_changes(
@@ -214,6 +286,10 @@ def _pull_changes(
         return Pulled({}, summaries, {}, pd.DataFrame(), carried=carry)
     from .checks.validity import start_worker
 
+    if plan.snapshot.spilled:
+        # Rows changed, and the records were too many to hold: loaded whole they would not
+        # fit either, so they are read again, to disk by partition.
+        return None
     start_worker()  # the changed rows are validated
     stored = incremental.load_records(plan.folder, plan.snapshot)
     if stored is None:
@@ -251,28 +327,56 @@ def conclude(
         findings = judge.findings(carried.undated, carried.unarchived)
         counts = carried.metric_counts
     else:
-        records = {s: {t: pulled.reads[s].records(t) for t in ASSET_TYPES} for s in SYSTEMS}
-        codes = {t: IdCodes.of(records["pms"][t], records["marketing"][t]) for t in ASSET_TYPES}
+        spilled = {t: pulled.spilled(t) for t in ASSET_TYPES if pulled.spilled(t)}
+        held = [t for t in ASSET_TYPES if t not in spilled]
+        records = {s: {t: pulled.reads[s].records(t) for t in held} for s in SYSTEMS}
+        codes = {t: IdCodes.of(records["pms"][t], records["marketing"][t]) for t in held}
 
         def validate() -> None:
             try:
                 judge.validate(
-                    {(s, t): records[s][t] for s in SYSTEMS for t in ASSET_TYPES},
-                    {(s, t): codes[t].duplicated(s) for s in SYSTEMS for t in ASSET_TYPES},
+                    {(s, t): records[s][t] for s in SYSTEMS for t in held},
+                    {(s, t): codes[t].duplicated(s) for s in SYSTEMS for t in held},
                 )
             finally:
-                stop_worker()  # validation is done: its memory is the rest of the run's
+                if not spilled:  # validation is done: its memory is the rest of the run's
+                    stop_worker()
 
         # Great Expectations validates in its worker process while this one matches the
         # records; the rules wait for its results (_judge).
         with ThreadPoolExecutor(1, thread_name_prefix="gridrecon-validate") as executor:
             validated = executor.submit(validate)
             try:
-                judgement, counts, partitioned = _judge(
+                judged, counts, partitioned = _judge(
                     judge, records, codes, config.partition_rows, validated
                 )
             finally:
                 wait([validated])  # whatever _judge raised: no thread outlives the run
+        invalid = dict(judge.failures)
+        # Each record's key hash, once: the snapshot keeps them all, the validity memory
+        # those of the records judged (those whose id is not repeated).
+        hashes = {(s, t): record_key_hashes(records[s][t]) for s in SYSTEMS for t in held}
+        validity = remember_validity(
+            {key: judge.judged[key] for key in hashes},
+            invalid,
+            {key: hashes[key][~codes[key[1]].duplicated(key[0])] for key in hashes},
+        )
+        digests: dict[tuple[str, str], incremental.RecordsDigest] = {}
+        for asset_type, both in spilled.items():
+            recent_from = incremental.recent_from(
+                _newest(pulled), started_at, config.incremental.lag_minutes
+            )
+            outcome = judge_spilled(judge, asset_type, both, records, recent_from)
+            judged[asset_type], counts[asset_type] = outcome.judged, outcome.counts
+            partitioned[asset_type] = len(outcome.judged)
+            invalid.update(outcome.invalid)
+            validity.update(outcome.validity)
+            digests.update(outcome.digests)
+        if spilled:
+            stop_worker()
+        judged = {t: judged[t] for t in ASSET_TYPES}  # the order the metrics list them in
+        counts = {t: counts[t] for t in ASSET_TYPES}
+        judgement = judge.conclude(judged)
         findings = judgement.findings
         notes += [
             f"{asset_type} judged in {count} partitions ([run] partition_rows = "
@@ -280,25 +384,22 @@ def conclude(
             for asset_type, count in partitioned.items()
             if count > 1
         ]
+        notes += [
+            f"{asset_type} read to disk by partition: more than [run] partition_rows = "
+            f"{config.partition_rows} records"
+            for asset_type in spilled
+        ]
         if keep is not None:
-            # Each record's key hash, once: the snapshot keeps them all, the validity memory
-            # those of the records judged (those whose id is not repeated).
-            hashes = {
-                (s, t): record_key_hashes(records[s][t]) for s in SYSTEMS for t in ASSET_TYPES
-            }
             keep["hashes"] = hashes
-            keep["validity"] = remember_validity(
-                judge.judged,
-                judgement.invalid,
-                {key: hashes[key][~codes[key[1]].duplicated(key[0])] for key in hashes},
-            )
+            keep["digests"] = digests
+            keep["validity"] = validity
             keep["carried"] = Carried(
                 as_of=as_of,
                 undated=judgement.undated,
                 unarchived=judgement.unarchived,
                 metric_counts=counts,
                 summaries=pulled.summaries,
-                future_from=_future_from(judgement.invalid),
+                future_from=_future_from(invalid),
             )
     seen = started_at.isoformat(timespec="seconds")
     findings["first_seen"] = seen
@@ -329,16 +430,18 @@ def _judge(
     codes: dict[str, IdCodes],
     partition_rows: int,
     validated: Future,
-) -> tuple[Judgement, dict[str, tuple[pd.DataFrame, pd.DataFrame]], dict[str, int]]:
-    """Match and judge each asset type, a partition at a time where it has more records than
-    partition_rows (sync/partition.py), and count what the metrics need. Also says how many
-    partitions each asset type took.
+) -> tuple[
+    dict[str, list[AssetJudgement]], dict[str, tuple[pd.DataFrame, pd.DataFrame]], dict[str, int]
+]:
+    """Match and judge each asset type held in `records`, a partition at a time where it has
+    more records than partition_rows (sync/partition.py), and count what the metrics need. Also
+    says how many partitions each asset type took.
 
     validated: the judge's validation, running; every asset type is matched (and paired, its
     pairs compared, where it is one partition) before the rules wait for it."""
     matched = {}
     compare = judge.settings.enabled("ATTR_MISMATCH")
-    for asset_type in ASSET_TYPES:
+    for asset_type in records["pms"]:
         pms, marketing = records["pms"][asset_type], records["marketing"][asset_type]
         parent_type = PARENT_TYPE.get(asset_type)
         parents = [records[s][parent_type] if parent_type else None for s in SYSTEMS]
@@ -352,7 +455,7 @@ def _judge(
     validated.result()  # raises what validation raised
     judged: dict[str, list[AssetJudgement]] = {}
     counts = {}
-    for asset_type in ASSET_TYPES:
+    for asset_type in list(matched):
         pms, marketing, pieces, whole, differences = matched.pop(asset_type)
         unlinked_details = None
         if len(pieces) > 1 and judge.settings.enabled("UNLINKED"):
@@ -374,7 +477,160 @@ def _judge(
             counted.append(asset_counts(match, piece.unfinalized(), piece.deadlines))
             del match  # before the next partition is taken
         counts[asset_type] = merge_counts(counted)
-    return judge.conclude(judged), counts, {t: len(pieces) for t, pieces in judged.items()}
+    return judged, counts, {t: len(pieces) for t, pieces in judged.items()}
+
+
+@dataclass
+class SpilledJudgement:
+    """judge_spilled's outcome for one asset type."""
+
+    judged: list[AssetJudgement]  # one per partition
+    counts: tuple[pd.DataFrame, pd.DataFrame]  # its metric counts (asset_counts)
+    invalid: dict[tuple[str, str], pd.DataFrame]  # per system: the validity failures
+    validity: dict[tuple[str, str], incremental.ValidityMemory]
+    digests: dict[tuple[str, str], incremental.RecordsDigest]
+
+
+def judge_spilled(
+    judge: Judge,
+    asset_type: str,
+    spilled: dict[str, SpilledRecords],
+    records: dict[str, dict[str, pd.DataFrame]],
+    recent_from: dt.datetime,
+) -> SpilledJudgement:
+    """Validate, match and judge an asset type read to disk by partition (sync/spill.py), one
+    partition of both systems in memory at a time; records: the parent types' records, held.
+
+    Two things look beyond a partition, and are settled over all records first: whether a
+    marketing record's own id repeats (its id's hash counted over every record), and the
+    candidate PMS records of an UNLINKED one (_spilled_unlinked_details). Marketing's repeated
+    ids are judged by DUPLICATE_ID together, after the last partition. What the snapshot keeps
+    of the records (incremental.RecordsDigest) is gathered on the way."""
+    parent_type = PARENT_TYPE.get(asset_type)
+    parents = [records[s][parent_type] if parent_type else None for s in SYSTEMS]
+    repeated = repeated_own_ids(spilled["marketing"])
+    unlinked_details = None
+    if judge.settings.enabled("UNLINKED"):
+        unlinked_details = _spilled_unlinked_details(judge, spilled, repeated)
+    compare = judge.settings.enabled("ATTR_MISMATCH")
+    judged, counted, repeats = [], [], []
+    failures: dict[str, list[pd.DataFrame]] = {s: [] for s in SYSTEMS}
+    memories: dict[str, list[incremental.ValidityMemory]] = {s: [] for s in SYSTEMS}
+    digests = {s: incremental.DigestBuilder(recent_from) for s in SYSTEMS}
+    with ThreadPoolExecutor(1, thread_name_prefix="gridrecon-validate") as validating:
+        for partition in range(spilled["pms"].count):
+            loaded = {s: spilled[s].load(partition) for s in SYSTEMS}
+            codes = IdCodes.of(loaded["pms"], loaded["marketing"])
+            codes = codes.with_repeated_marketing(repeated[loaded["marketing"].index.to_numpy()])
+            duplicated = {s: codes.duplicated(s) for s in SYSTEMS}
+            # Great Expectations validates the partition in its worker while this thread matches
+            validated = validating.submit(
+                judge.validate,
+                {(s, asset_type): loaded[s] for s in SYSTEMS},
+                {(s, asset_type): duplicated[s] for s in SYSTEMS},
+            )
+            try:
+                hashes = {s: record_key_hashes(loaded[s]) for s in SYSTEMS}
+                for system in SYSTEMS:
+                    digests[system].add(loaded[system], hashes[system])
+                pms, marketing = matched_records(
+                    loaded["pms"], loaded["marketing"], codes, *parents
+                )
+                match = paired(asset_type, pms, marketing, codes)
+                differences = judge.pair_differences(match) if compare else None
+            finally:
+                wait([validated])
+            validated.result()  # raises what validation raised
+            for system in SYSTEMS:
+                key = (system, asset_type)
+                kept = judge.judged[key]  # the records validated: those whose id is not repeated
+                memory = remember_validity(
+                    {key: kept},
+                    {key: judge.failures[key]},
+                    {key: hashes[system][~duplicated[system]]},
+                )
+                memories[system].append(memory[key])
+                failures[system].append(judge.failures[key])
+            del loaded, hashes
+            piece = judge.judge_asset(match, unlinked_details, differences, marketing_repeats=False)
+            judged.append(piece)
+            counted.append(asset_counts(match, piece.unfinalized(), piece.deadlines))
+            piece.deadlines = piece.deadlines.iloc[:0]  # counted: a national run has millions
+            repeats.append(marketing.loc[marketing["duplicate_id"], _REPEAT_COLUMNS])
+            del match, pms, marketing  # before the next partition is loaded
+            gc.collect()  # frames in reference cycles wait for a full collection otherwise
+            release_freed_memory()  # what it took goes back: the next takes as much again
+    if judge.settings.enabled("DUPLICATE_ID"):
+        together = pd.concat(repeats).sort_index()  # in the order they were read
+        judged[-1].parts.append(judge.duplicate_ids("marketing", asset_type, together))
+        judged[-1].parts = [p for p in judged[-1].parts if len(p)]
+    return SpilledJudgement(
+        judged=judged,
+        counts=merge_counts(counted),
+        invalid={(s, asset_type): pd.concat(failures[s], ignore_index=True) for s in SYSTEMS},
+        validity={(s, asset_type): incremental.merged_memory(memories[s]) for s in SYSTEMS},
+        digests={(s, asset_type): digests[s].digest() for s in SYSTEMS},
+    )
+
+
+# what DUPLICATE_ID reads of marketing records repeating their own id
+_REPEAT_COLUMNS = ["duplicate_id", "source_id", "source_table", "pms_id", "name", "org_code"]
+
+
+def _spilled_unlinked_details(
+    judge: Judge, spilled: dict[str, SpilledRecords], repeated: np.ndarray
+) -> pd.Series:
+    """The UNLINKED detail of every marketing record it applies to, the candidates searched
+    among all PMS records of the orgs those records belong to: a pass over the partitions'
+    files reading only the columns the search needs, before any partition is judged."""
+    wanted = ["source_id", "pms_id", "status", "org_code", "voltage_kv", "name_key", "name"]
+    unlinked = []
+    for partition in range(spilled["marketing"].count):
+        marketing = spilled["marketing"].load(partition, wanted)
+        about = (  # as rules._unlinked: in service, no PMS id, its own id not repeated
+            marketing["pms_id"].isna()
+            & (marketing["status"] == "in_service")
+            & ~repeated[marketing.index.to_numpy()]
+        )
+        unlinked.append(marketing[about.to_numpy()])
+    unlinked = pd.concat(unlinked).sort_index()
+    if unlinked.empty:
+        return pd.Series(dtype="str")
+    orgs = unlinked["org_code"].dropna().unique()
+    pool = []
+    for partition in range(spilled["pms"].count):
+        pms = spilled["pms"].load(
+            partition, ["source_id", "name", "name_key", "org_code", "voltage_kv"]
+        )
+        links = spilled["marketing"].load(partition, ["pms_id"])["pms_id"]
+        # a PMS id's records and every record carrying it share a partition: counted here
+        kept = (
+            ~duplicated_ids(pms["source_id"]).to_numpy()
+            & _among(pms["org_code"], orgs)
+            & pms["name_key"].notna().to_numpy()
+        )
+        pms = pms[kept]
+        pms["linked"] = _among(pms["source_id"], links.dropna())
+        pms["duplicate_id"] = False
+        pool.append(pms)
+    return judge.candidate_details(unlinked, pd.concat(pool).sort_index())
+
+
+def _among(values: pd.Series, wanted: Any) -> np.ndarray:
+    """values.isin(wanted), by Arrow's hash table (pandas' isin of Arrow text goes through
+    Python objects: seconds over a national partition's ids)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = pa.array(pd.Series(wanted, dtype="str").unique(), type=pa.large_string())
+    found = pc.is_in(pa.array(values.astype("str"), type=pa.large_string()), value_set=wanted)
+    return found.to_numpy(zero_copy_only=False)
+
+
+def _newest(pulled: Pulled) -> dt.datetime | None:
+    """The newest update time among everything read."""
+    stamps = [a.newest_update for read in pulled.reads.values() for a in read.assets.values()]
+    return max((s for s in stamps if s is not None), default=None)
 
 
 def _future_from(invalid: dict[tuple[str, str], pd.DataFrame]) -> dt.date | None:
@@ -396,7 +652,11 @@ def reconcile(
     calendar = WorkingCalendar.load(config.calendar_overrides)
     started_at = dt.datetime.now(config.timezone)
     pulled = pull(config)
-    return conclude(config, settings, calendar, pulled, as_of or today(config), started_at, fail_on)
+    try:
+        as_of = as_of or today(config)
+        return conclude(config, settings, calendar, pulled, as_of, started_at, fail_on)
+    finally:
+        pulled.remove_spill()
 
 
 def run(
@@ -423,6 +683,7 @@ def run(
     store = StateStore(config.state_url)
     began = time.monotonic()
     records: incremental.RecordsWriter | None = None  # the snapshot's records, being written
+    pulled: Pulled | None = None
     try:
         store.ensure_schema()
         started_at = dt.datetime.now(config.timezone)
@@ -458,7 +719,10 @@ def run(
             if pulled.carried is not None:
                 stop_worker()  # nothing is validated tonight: one started early is not needed
             if plan.mode == "incremental" and pulled.fresh is None and pulled.carried is None:
-                plan = incremental.ReadPlan("full", "the snapshot's records could not be read")
+                why = "the snapshot's records could not be read"
+                if plan.snapshot.spilled:
+                    why = "rows changed, and the records are too many to load whole"
+                plan = incremental.ReadPlan("full", why)
             if pulled.carried is not None:
                 plan = dataclasses.replace(
                     plan, reason=f"{plan.reason}; no row changed, the last judgement holds"
@@ -493,6 +757,7 @@ def run(
                 )
                 if config.incremental.enabled and pulled.carried is None:
                     records = _start_records(config, pulled, keep, started_at)
+                pulled.remove_spill()  # unless the snapshot's records took it over
                 result.run_id = run_id
                 result.notes.append(f"read: {plan.mode} ({plan.reason})")
                 persist.remember(connection, result, previous, as_of)
@@ -537,6 +802,8 @@ def run(
     finally:
         if records is not None:  # the run did not complete: the snapshot stays the last one's
             records.abandon()
+        if pulled is not None:
+            pulled.remove_spill()
         stop_worker()  # a run that failed before validating leaves no worker behind
         store.dispose()
 
@@ -551,7 +818,8 @@ def _start_records(
     config: Config, pulled: Pulled, keep: dict[str, Any], started_at: dt.datetime
 ) -> incremental.RecordsWriter:
     """Start writing what this run read, for the next incremental run: in a thread, while the
-    run stores its findings and writes its reports."""
+    run stores its findings and writes its reports. Records read to disk by partition are
+    written already: the writer takes their folder over."""
     stored = StoredRecords(
         records={
             system: {t: read.records(t) for t in ASSET_TYPES}
@@ -559,6 +827,14 @@ def _start_records(
         },
         validity=keep.get("validity", {}),
     )
+    if pulled.spill is not None:
+        stored.digests = keep.get("digests", {})
+        for asset_type in ASSET_TYPES:
+            for system, spilled in (pulled.spilled(asset_type) or {}).items():
+                files = [path.name for paths in spilled.files for path in paths]
+                if files:
+                    stored.spilled[(system, asset_type)] = files
+        stored.spill_folder, pulled.spill = pulled.spill.path, None
     return incremental.RecordsWriter(config.snapshot_dir, started_at, stored)
 
 

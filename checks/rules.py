@@ -120,6 +120,11 @@ class Judge:
         self.judged: dict[tuple[str, str], pd.DataFrame] = {}  # the records validated, keys
         self._invalid: dict[tuple[str, str], pd.DataFrame] = {}  # and their failures
 
+    @property
+    def failures(self) -> dict[tuple[str, str], pd.DataFrame]:
+        """The validity failures validate() found, per (system, asset type) last validated."""
+        return self._invalid
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _mapped_fields(self, system: str, asset_type: str) -> frozenset[str]:
@@ -194,13 +199,16 @@ class Judge:
         match: AssetMatch,
         unlinked_details: pd.Series | None = None,
         differences: dict[str, np.ndarray] | None = None,
+        marketing_repeats: bool = True,
     ) -> AssetJudgement:
         """Every rule over one asset type's matched records, or one partition of them (see
         sync/partition.py): validate() has run over all of them.
 
         unlinked_details: the UNLINKED detail per marketing row label, where the caller found the
         candidates over every PMS record (a partition holds only some of them).
-        differences: pair_differences(match), where the caller has it already."""
+        differences: pair_differences(match), where the caller has it already.
+        marketing_repeats: False where DUPLICATE_ID judges marketing's repeated ids elsewhere,
+        over all their records (a partition of a spilled read holds only some of them)."""
         parts: list[pd.DataFrame] = []
         asset_type = match.asset_type
         invalid = {
@@ -212,7 +220,7 @@ class Judge:
             # Records whose id is repeated are judged by DUPLICATE_ID alone: validate() left
             # out their failures, parents_missing() leaves them out (the frame is not copied
             # without them: a copy of every column of half a million records).
-            if enabled("DUPLICATE_ID"):
+            if enabled("DUPLICATE_ID") and (system == "pms" or marketing_repeats):
                 parts.append(self.duplicate_ids(system, asset_type, frame))
             if enabled("INVALID_VALUE"):
                 parts.append(
@@ -467,6 +475,12 @@ class Judge:
                 )
             )
         return out
+
+    def candidate_details(self, unlinked: pd.DataFrame, pms: pd.DataFrame) -> pd.Series:
+        """The UNLINKED detail of each of `unlinked` (the records UNLINKED is about), candidates
+        searched among `pms` (duplicate_id, linked, org_code, voltage_kv, name_key, name,
+        source_id)."""
+        return self._candidates(unlinked, pms)
 
     def unlinked_details(self, marketing: pd.DataFrame, pms: pd.DataFrame) -> pd.Series:
         """The UNLINKED detail of each marketing record it applies to, candidates searched among

@@ -9,15 +9,30 @@ normalisation step after it does not care which path a chunk came by.
 Measured on a province (PMS on PostgreSQL, marketing on MariaDB; bench/bench_province.py): the
 SQLAlchemy Row layer and PyMySQL's pure-Python protocol are what the generic path spends its time
 in; the fast paths skip both.
+
+For very large tables there is a streamed variant of each fast path (STREAMED_PATHS, asked for
+with `fetcher(..., streamed=True)`): connectorx sends chunk_size rows at a time, so no process
+holds a whole table's raw result (a national table is 900 MB raw). It reads in a child process,
+connectors/stream_worker.py, which sends the batches back as an Arrow IPC stream. Why a child:
+an error in the middle of connectorx's streamed read (a dropped connection, a cancelled
+statement) is a Rust panic, which prints its message on fd 2, the terminal, where the product
+promises one clean line. The child's fd 2 is a file; it reports its error there in one JSON
+line, which the parent raises as StreamedReadError. And connectorx holds the interpreter lock
+while it reads: in a child it holds only the child's, while the parent converts the batches
+already sent.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import secrets
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -92,9 +107,7 @@ def postgresql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
         return
     import connectorx
 
-    sql = str(
-        statement.compile(dialect=source.engine.dialect, compile_kwargs={"literal_binds": True})
-    )
+    sql = _literal_sql(source, statement)
     try:
         read = [connectorx.read_sql(_connectorx_pg_url(source), sql, return_type="arrow")]
     except BaseException as error:  # PanicException is a BaseException
@@ -138,19 +151,7 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
     """
     import connectorx
 
-    # connectorx wraps the query in its own SELECTs (a count first, then the rows), so no
-    # per-statement timeout can be written into it, and it holds the interpreter lock while it
-    # reads: a watchdog process cancels its statements on the server instead, finding them by a
-    # marker. The marker is a selected literal: connectorx re-renders the SQL, dropping comments.
-    marker = f"gridrecon:{secrets.token_hex(8)}"
-    text_dates = statement.with_only_columns(
-        *(_temporal_as_text(source, column) for column in statement.selected_columns),
-        sa.literal_column(f"'{marker}'").label(_MARKER_COLUMN),
-        maintain_column_froms=True,
-    )
-    sql = str(
-        text_dates.compile(dialect=source.engine.dialect, compile_kwargs={"literal_binds": True})
-    )
+    marker, sql = _marked_sql(source, statement)
     timeout = source.config.statement_timeout
     watchdog = _start_watchdog(source, marker) if timeout else None
     began = time.monotonic()
@@ -177,8 +178,216 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
 _MARKER_COLUMN = "gridrecon_marker"
 
 
+def _literal_sql(source: Source, statement: sa.Select) -> str:
+    """The statement as text with its values inlined: connectorx takes no bound values."""
+    return str(
+        statement.compile(dialect=source.engine.dialect, compile_kwargs={"literal_binds": True})
+    )
+
+
+def _marked_sql(source: Source, statement: sa.Select) -> tuple[str, str]:
+    """A MySQL fast path's marker and SQL: dates and times as text, the marker selected.
+
+    connectorx wraps the query in its own SELECTs (a count first, then the rows), so no
+    per-statement timeout can be written into it, and it holds the interpreter lock while it
+    reads: a watchdog process cancels its statements on the server instead, finding them by a
+    marker. The marker is a selected literal: connectorx re-renders the SQL, dropping comments.
+    """
+    marker = f"gridrecon:{secrets.token_hex(8)}"
+    text_dates = statement.with_only_columns(
+        *(_temporal_as_text(source, column) for column in statement.selected_columns),
+        sa.literal_column(f"'{marker}'").label(_MARKER_COLUMN),
+        maintain_column_froms=True,
+    )
+    return marker, _literal_sql(source, text_dates)
+
+
 class StatementTimeout(Exception):
     """The server cancelled a statement that ran past the source's statement_timeout."""
+
+
+def postgresql_streamed(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
+    """postgresql(), chunk_size rows at a time from a child process (the module docstring says
+    why). Where connectorx cannot serve the URL or a column's type, the psycopg cursor, which
+    streams too."""
+    if not _connectorx_usable(source):
+        yield from psycopg_cursor(source, statement)
+        return
+    try:
+        yield from _streamed_frames(
+            source, _connectorx_pg_url(source), _literal_sql(source, statement)
+        )
+    except UnsupportedResult as error:
+        log.warning("%s: the fast reader failed (%s); reading generically", source.system, error)
+        yield from psycopg_cursor(source, statement)
+
+
+def mysql_streamed(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
+    """mysql(), chunk_size rows at a time from a child process (the module docstring says why).
+
+    The watchdog runs until the last batch has arrived: the statement stays open on the server
+    while the batches already sent are converted, so that time counts against the timeout, as
+    PostgreSQL counts it too.
+    """
+    marker, sql = _marked_sql(source, statement)
+    timeout = source.config.statement_timeout
+    watchdog = _start_watchdog(source, marker) if timeout else None
+    began = time.monotonic()
+    try:
+        yield from _streamed_frames(
+            source, connectorx_url(source.config.url), sql, drop=_MARKER_COLUMN
+        )
+        return
+    except StreamedReadError as error:
+        if timeout and time.monotonic() - began >= timeout:
+            raise StatementTimeout(f"statement timeout: {error}") from None
+        if not isinstance(error, UnsupportedResult):
+            raise
+        log.warning("%s: the fast reader failed (%s); reading generically", source.system, error)
+    finally:
+        if watchdog is not None:
+            _stop_watchdog(watchdog)
+    yield from generic(source, statement)
+
+
+class StreamedReadError(Exception):
+    """A streamed read failed: the child's own error message (connectorx's, as the in-process
+    read would raise it, so dialects.failure_kind tells a timeout or a dropped connection
+    alike), or how the child ended without one (a 'lost connection': a dropped read)."""
+
+
+class UnsupportedResult(StreamedReadError):
+    """connectorx cannot represent a column of the result; nothing was yielded yet, so the
+    caller may read it another way."""
+
+
+STREAM_WORKER = "gridrecon.connectors.stream_worker"
+
+
+def _streamed_frames(
+    source: Source, url: str, sql: str, drop: str | None = None
+) -> Iterator[pd.DataFrame]:
+    """Each batch of the child's stream as the frame _as_frame makes of it, `drop` left out."""
+    import pyarrow as pa
+
+    for batch in _stream_batches(url, sql, source):
+        if drop is not None:
+            batch = batch.drop_columns([drop])
+        source.rows_fetched += batch.num_rows
+        yield _as_frame([pa.Table.from_batches([batch])])
+
+
+def _stream_batches(url: str, sql: str, source: Source) -> Iterator[Any]:
+    """The record batches connectors/stream_worker.py reads, as they arrive.
+
+    However the iteration ends (exhausted, failed, or closed by the consumer), the child is
+    killed if still running and reaped. Its stderr is an unnamed temporary file, not a pipe it
+    could fill while the parent waits on stdout; it holds Rust's panic text and the error line.
+    """
+    import pyarrow as pa
+
+    written, path = tempfile.mkstemp(prefix="gridrecon-stream-", dir=source.spill_dir)
+    order = json.dumps(
+        {"url": url, "sql": sql, "batch_size": source.config.chunk_size, "fd": written}
+    )
+    with tempfile.TemporaryFile() as errors, open(path, "rb") as stream:
+        os.unlink(path)  # the open descriptors keep it while needed; nothing stays behind
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", STREAM_WORKER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                pass_fds=(written,),
+            )
+        finally:
+            os.close(written)  # the child's copy is the one that writes
+        assert child.stdin is not None
+        sent = 0
+        broken: BaseException | None = None
+        try:
+            try:
+                child.stdin.write(order.encode() + b"\n")
+                child.stdin.close()
+                batches = pa.ipc.open_stream(_Growing(stream, child))
+                for batch in batches:
+                    sent += 1
+                    yield batch
+            except (pa.ArrowException, OSError) as error:  # cut short: the child says why
+                broken = error
+            status = child.wait()
+            if status != 0:
+                raise _child_failed(source, child.pid, status, errors, nothing_sent=sent == 0)
+            if broken is not None:
+                raise StreamedReadError(
+                    f"lost connection to the reading process: {source.scrub(broken)}"
+                )
+            if sent == 0:  # as the whole-result read gives it: one empty frame
+                yield pa.RecordBatch.from_pylist([], schema=batches.schema)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+            if not child.stdin.closed:
+                try:
+                    child.stdin.close()
+                except OSError:
+                    pass
+
+
+class _Growing(io.RawIOBase):
+    """A file the stream worker is still writing, read as it grows: at its end, a read waits
+    for more until the worker has exited (then the end is the end)."""
+
+    POLL_SECONDS = 0.005
+
+    def __init__(self, file: Any, child: subprocess.Popen):
+        self._file = file
+        self._child = child
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fills `buffer` whole, unless the worker has exited first: Arrow takes a short read
+        for the end of the stream."""
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view):
+            count = self._file.readinto(view[filled:])
+            if count:
+                filled += count
+            elif self._child.poll() is not None:  # exited: what it wrote is all there is
+                filled += self._file.readinto(view[filled:]) or 0
+                break
+            else:
+                time.sleep(self.POLL_SECONDS)
+        return filled
+
+
+def _child_failed(
+    source: Source, pid: int, status: int, errors: Any, nothing_sent: bool
+) -> StreamedReadError:
+    """The error of a child that exited with `status`: its JSON error line, else how it ended."""
+    errors.seek(0)
+    lines = errors.read().decode("utf-8", "replace").splitlines()
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)
+            except ValueError:
+                continue
+            message = source.scrub(RuntimeError(report["error"]))
+            if report.get("unsupported") and nothing_sent:
+                return UnsupportedResult(message)
+            return StreamedReadError(message)
+    if status < 0:
+        how = f"it was killed by {signal.Signals(-status).name}"
+    else:
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+        how = f"it exited with status {status}" + (f": {last}" if last else " and no message")
+    text = f"lost connection to the reading process (pid {pid}): {how}"
+    return StreamedReadError(source.scrub(RuntimeError(text)))
 
 
 def _start_watchdog(source: Source, marker: str) -> subprocess.Popen:
@@ -303,11 +512,21 @@ FAST_PATHS: dict[str, tuple[Fetcher, Callable[[Source], bool]]] = {
 }
 
 
-def fetcher(source: Source, bulk: bool) -> Fetcher:
+# dialect name -> the fast path's streamed variant, for a source FAST_PATHS says it can serve
+STREAMED_PATHS: dict[str, Fetcher] = {
+    "postgresql": postgresql_streamed,
+    "mysql": mysql_streamed,
+    "mariadb": mysql_streamed,
+}
+
+
+def fetcher(source: Source, bulk: bool, streamed: bool = False) -> Fetcher:
     """The path a statement of this source takes. Slices (`bulk` false) always go generic: a
-    key lookup is a few rows, and its bound values stay bound."""
+    key lookup is a few rows, and its bound values stay bound. `streamed`: a fast path's
+    streamed variant, for a table too large to hold raw in one piece."""
     if bulk and source.config.reader == "auto":
-        fast = FAST_PATHS.get(source.engine.dialect.name)
+        name = source.engine.dialect.name
+        fast = FAST_PATHS.get(name)
         if fast is not None and fast[1](source):
-            return fast[0]
+            return STREAMED_PATHS.get(name, fast[0]) if streamed else fast[0]
     return generic

@@ -348,10 +348,92 @@ def record_key_hashes(records: pd.DataFrame) -> np.ndarray:
     # less work: the table, a handful of names, is hashed once per name, and the ids (nearly
     # all distinct) are hashed without pandas' first step of collecting the distinct ones.
     tables, names = pd.factorize(records["source_table"].astype("str"))
-    table_hashes = np.append(pd.util.hash_array(names.to_numpy(dtype=object)), _NULL_HASH)
-    ids = records["source_id"].astype("str")
+    table_hashes = np.append(pd.util.hash_array(names.to_numpy(dtype=object)), NULL_HASH)
+    return _combined_hashes([table_hashes[tables], _pandas_hashes(records["source_id"])])
+
+
+def id_hashes(ids: pd.Series) -> np.ndarray:
+    """A 64-bit hash of each id's text, NULL_HASH for null: equal ids hash equal in either
+    system's records. Computed over Arrow's bytes with numpy, a slice of ids at a time (a
+    polynomial of the bytes, then mixed): five times faster than hashing each id as a Python
+    string, which matters for the tens of millions a national read hashes. Not pandas' hash:
+    record_key_hashes keeps that, for the snapshot."""
+    import pyarrow as pa
+
+    values = pa.array(ids.astype("str"), type=pa.large_string())
+    if isinstance(values, pa.ChunkedArray):  # a series concatenated from chunks
+        values = values.combine_chunks()
+    out = np.empty(len(values), dtype=np.uint64)
+    for start in range(0, len(values), _BYTE_HASHED_AT_ONCE):
+        part = values.slice(start, _BYTE_HASHED_AT_ONCE)
+        out[start : start + len(part)] = _byte_hashes(part)
+    return out
+
+
+_BYTE_HASHED_AT_ONCE = 100_000  # ids: their bytes' temporaries, some 50 MB
+
+
+def _byte_hashes(values: Any) -> np.ndarray:
+    """id_hashes of one slice of an Arrow large_string array."""
+    validity, offsets, data = values.buffers()
+    ends = np.frombuffer(offsets, dtype=np.int64)[values.offset : values.offset + len(values) + 1]
+    first = ends[0]
+    ends = ends - first
+    lengths = np.diff(ends)
+    raw = (
+        np.frombuffer(data, dtype=np.uint8)[first : first + ends[-1]]
+        if data is not None
+        else np.empty(0, dtype=np.uint8)
+    )
+    # each byte weighted by P to the power of its distance from its string's end, summed per
+    # string (mod 2**64): a Horner polynomial, computed for every byte at once
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    from_end = ends[1:][owner] - 1 - np.arange(len(raw))
+    with np.errstate(over="ignore"):
+        weighted = (raw.astype(np.uint64) + np.uint64(1)) * _powers(int(lengths.max(initial=0)))[
+            from_end
+        ]
+    sums = np.zeros(len(lengths), dtype=np.uint64)
+    nonempty = lengths > 0
+    if nonempty.any():
+        sums[nonempty] = np.add.reduceat(weighted, ends[:-1][nonempty])
+    hashes = _mixed(sums ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+    hashes[hashes == NULL_HASH] -= np.uint64(1)  # NULL_HASH means null only
+    if validity is not None:
+        hashes[np.asarray(values.is_null())] = NULL_HASH
+    return hashes
+
+
+_POWERS = np.ones(1, dtype=np.uint64)
+_BASE = np.uint64(0x100000001B3)  # the 64-bit FNV prime
+
+
+def _powers(length: int) -> np.ndarray:
+    """_BASE ** k mod 2**64 for k < length (at least one)."""
+    global _POWERS
+    if len(_POWERS) < length:
+        powers = np.empty(max(length, 2 * len(_POWERS)), dtype=np.uint64)
+        powers[0] = 1
+        with np.errstate(over="ignore"):
+            for k in range(1, len(powers)):
+                powers[k] = powers[k - 1] * _BASE
+        _POWERS = powers
+    return _POWERS
+
+
+def _mixed(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit moves every output bit."""
+    with np.errstate(over="ignore"):
+        values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return values ^ (values >> np.uint64(31))
+
+
+def _pandas_hashes(ids: pd.Series) -> np.ndarray:
+    """pandas' hash of each id's text as a Python string; NULL_HASH for null."""
+    ids = ids.astype("str")
     # pandas hashes Python strings: made a slice at a time, not five million at once
-    id_hashes = np.concatenate(
+    hashes = np.concatenate(
         [
             pd.util.hash_array(
                 ids.iloc[start : start + _HASHED_AT_ONCE].to_numpy(dtype=object, na_value=""),
@@ -361,11 +443,11 @@ def record_key_hashes(records: pd.DataFrame) -> np.ndarray:
         ]
         or [np.empty(0, dtype=np.uint64)]
     )
-    id_hashes[ids.isna().to_numpy()] = _NULL_HASH
-    return _combined_hashes([table_hashes[tables], id_hashes])
+    hashes[ids.isna().to_numpy()] = NULL_HASH
+    return hashes
 
 
-_NULL_HASH = np.iinfo(np.uint64).max  # what pandas gives a null
+NULL_HASH = np.iinfo(np.uint64).max  # what pandas gives a null
 _HASHED_AT_ONCE = 500_000
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +54,9 @@ class Source:
         self._types: dict[tuple[str, str], sa.types.TypeEngine] = {}
         self.rows_fetched = 0  # every row any query returned: key lookups are checked by it
         self._schema: str | None = None
+        # where a streamed read (fetch.py) buffers what it fetched: beside the records read to
+        # disk (sync/spill.py), else the system's temporary folder
+        self.spill_dir: Path | None = None
 
     @property
     def engine(self) -> Engine:
@@ -176,6 +180,37 @@ class Source:
     def column_type(self, table: str, column: str) -> sa.types.TypeEngine:
         self.column_names(table)
         return self._types.get((table, column), sa.types.NullType())
+
+    def estimated_rows(self, table: str) -> int:
+        """About how many rows `table` holds: the catalogue's estimate on PostgreSQL and
+        MariaDB/MySQL (kept by ANALYZE and autovacuum, read without a scan), else a count. It
+        decides whether a read is spilled (sync/spill.py): an estimate off by a third changes how
+        many partitions there are, not what is found."""
+        dialect = self.engine.dialect.name
+        with self.connect() as connection:
+            estimate = None
+            if dialect == "postgresql":
+                estimate = connection.execute(
+                    sa.text(
+                        "SELECT c.reltuples FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relname = :name AND c.relkind IN ('r', 'p', 'm') "
+                        "AND n.nspname = COALESCE(:schema, current_schema())"
+                    ),
+                    {"name": table, "schema": self.schema},
+                ).scalar()
+            elif dialect in ("mysql", "mariadb"):
+                estimate = connection.execute(
+                    sa.text(
+                        "SELECT TABLE_ROWS FROM information_schema.TABLES "
+                        "WHERE TABLE_NAME = :name AND TABLE_SCHEMA = COALESCE(:schema, DATABASE())"
+                    ),
+                    {"name": table, "schema": self.schema},
+                ).scalar()
+            if estimate is not None and estimate >= 0:  # -1: never analysed
+                return int(estimate)
+            counted = sa.select(sa.func.count()).select_from(self.table(table, []))
+            return int(connection.execute(counted).scalar() or 0)
 
     def matching(self, table: sa.TableClause, name: str, column: str, values: list[Any]):
         """`column IN (values)`, with values bound as the column's own type.

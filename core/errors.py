@@ -51,6 +51,10 @@ class SourceError(GridreconError):
     """A database cannot be reached or read (the URL in the message is masked)."""
 
 
+class SpillError(GridreconError):
+    """Records read to disk by partition (sync/spill.py) could not be written there."""
+
+
 class CalendarYearUnknown(GridreconError):
     """A working-day question about a year neither chinesecalendar nor the overrides know."""
 

@@ -43,7 +43,7 @@ from ..connectors.normalize import in_sorted, record_key_hashes, record_keys, so
 SNAPSHOT_FILE = "snapshot.pickle"  # small: what the next run decides with, and the judgement
 RECORDS_GLOB = "records-*"  # large: the records, loaded only when something changed
 RECORDS_INDEX = "index.pickle"  # in the records folder: which frames it holds, their validity
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
 
 
 @dataclass
@@ -60,12 +60,19 @@ class StoredRecords:
 
     records: dict[str, dict[str, pd.DataFrame]]  # system -> asset type -> canonical records
     validity: dict[tuple[str, str], ValidityMemory] = field(default_factory=dict)
+    # records read to disk by partition (sync/spill.py): their folder, and per (system, asset
+    # type) its files there; records[system][asset type] is then empty
+    spill_folder: Path | None = None
+    spilled: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # what the snapshot keeps of spilled records, gathered while they were judged
+    digests: dict[tuple[str, str], RecordsDigest] = field(default_factory=dict)
 
 
 def write_records(folder: Path, name: str, stored: StoredRecords) -> None:
-    """The records as a folder `name` in `folder`: an Arrow IPC file per system and asset type,
+    """The records as a folder `name` in `folder`: Arrow IPC files per system and asset type,
     LZ4-compressed, and the validity memory. Written under a temporary name and renamed, so the
-    folder is whole or absent.
+    folder is whole or absent. Records read to disk by partition are there already: their
+    folder becomes this one.
 
     Arrow writes the columns as they are held (Arrow text) and compresses them outside the
     interpreter lock: a province's records take 0.25 s and 144 MB, where pickling them took
@@ -76,35 +83,96 @@ def write_records(folder: Path, name: str, stored: StoredRecords) -> None:
 
     temporary = folder / f".{name}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    frames = []
+    if stored.spill_folder is not None:
+        os.replace(stored.spill_folder, temporary)
+    else:
+        temporary.mkdir(parents=True)
+    frames: dict[tuple[str, str], list[str]] = {}
     for system, by_type in stored.records.items():
         for asset_type, frame in by_type.items():
+            if (system, asset_type) in stored.spilled:
+                frames[(system, asset_type)] = stored.spilled[(system, asset_type)]
+                continue
             table = pa.Table.from_pandas(frame)  # its pandas dtypes and index go along
-            feather.write_feather(
-                table, temporary / f"{system}.{asset_type}.arrow", compression="lz4"
-            )
-            frames.append((system, asset_type))
+            file = f"{system}.{asset_type}.arrow"
+            feather.write_feather(table, temporary / file, compression="lz4")
+            frames[(system, asset_type)] = [file]
     _write(temporary / RECORDS_INDEX, {"frames": frames, "validity": stored.validity})
     os.replace(temporary, folder / name)
 
 
 def read_records(path: Path) -> StoredRecords | None:
-    """write_records' folder, or None where it cannot be read whole."""
+    """write_records' folder, or None where it cannot be read whole. Records that were read to
+    disk by partition come back whole, in the order they were read."""
     import pyarrow as pa
     from pyarrow import feather
+
+    from .spill import ROW
 
     index = _unpickled(path / RECORDS_INDEX)
     if not isinstance(index, dict):
         return None
     records: dict[str, dict[str, pd.DataFrame]] = {}
     try:
-        for system, asset_type in index["frames"]:
-            table = feather.read_table(path / f"{system}.{asset_type}.arrow", memory_map=False)
-            records.setdefault(system, {})[asset_type] = table.to_pandas()
-    except (OSError, pa.ArrowException, KeyError, ValueError, TypeError):
+        for (system, asset_type), files in index["frames"].items():
+            tables = [feather.read_table(path / f, memory_map=False) for f in files]
+            frame = pa.concat_tables(tables).to_pandas() if tables else None
+            if frame is not None and ROW in frame:
+                frame = frame.sort_values(ROW).drop(columns=ROW).reset_index(drop=True)
+            records.setdefault(system, {})[asset_type] = frame
+    except (OSError, pa.ArrowException, KeyError, ValueError, TypeError, AttributeError):
         return None
     return StoredRecords(records, index["validity"])
+
+
+@dataclass
+class RecordsDigest:
+    """What a snapshot keeps of one system's records of one asset type besides the records
+    (Snapshot.recent, .id_hashes, the newest update), gathered partition by partition where the
+    records are never whole in memory (sync/spill.py)."""
+
+    newest: pd.Timestamp | None
+    recent: pd.DataFrame  # the records updated at or after recent_from
+    id_hashes: np.ndarray  # sorted record_key_hashes of the records with an id
+
+
+class DigestBuilder:
+    def __init__(self, recent_from: dt.datetime):
+        self.recent_from = recent_from
+        self._newest: list[pd.Timestamp] = []
+        self._recent: list[pd.DataFrame] = []
+        self._hashes: list[np.ndarray] = []
+
+    def add(self, records: pd.DataFrame, hashes: np.ndarray) -> None:
+        """hashes: record_key_hashes(records)."""
+        newest = records["updated_at"].max()
+        if pd.notna(newest):
+            self._newest.append(newest)
+        self._recent.append(records[records["updated_at"] >= self.recent_from])
+        self._hashes.append(hashes[records["source_id"].notna().to_numpy()])
+
+    def digest(self) -> RecordsDigest:
+        return RecordsDigest(
+            newest=max(self._newest, default=None),
+            recent=pd.concat(self._recent).sort_index(),
+            id_hashes=sorted_unique(np.concatenate(self._hashes)),
+        )
+
+
+def merged_memory(memories: list[ValidityMemory]) -> ValidityMemory:
+    """The validity memory of several partitions' records, as one."""
+    columns = memories[0].failures.columns
+    return ValidityMemory(
+        validated=sorted_unique(np.concatenate([m.validated for m in memories])),
+        # built from the values as remember_validity builds one: the same dtypes as one
+        # memory of all the records would have
+        failures=pd.DataFrame(
+            {
+                c: np.concatenate([m.failures[c].to_numpy(dtype=object) for m in memories])
+                for c in columns
+            }
+        ),
+    )
 
 
 @dataclass
@@ -143,6 +211,9 @@ class Snapshot:
     recent_from: dt.datetime | None = None
     recent: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
     id_hashes: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    # its records were read to disk by partition (sync/spill.py): a night with changes reads
+    # everything again rather than load them whole
+    spilled: bool = False
     version: int = SNAPSHOT_VERSION
 
     def unchanged(self, system: str, changes: dict[str, Any], absent: dict[str, Any]) -> bool:
@@ -262,15 +333,28 @@ def save(
     hashes: record_key_hashes of each of the records' frames, where the caller has them."""
     records_file = records.done()
     folder, stored, run_started_at = records.folder, records.stored, records.run_started_at
-    stamps = [
-        frame["updated_at"].max()
-        for by_type in stored.records.values()
-        for frame in by_type.values()
-        if len(frame)
-    ]
-    stamps = [s for s in stamps if pd.notna(s)]
+    digests = stored.digests
+    held = {
+        (system, asset_type): frame
+        for system, by_type in stored.records.items()
+        for asset_type, frame in by_type.items()
+        if (system, asset_type) not in digests
+    }
+    stamps = [frame["updated_at"].max() for frame in held.values() if len(frame)]
+    stamps += [digest.newest for digest in digests.values()]
+    stamps = [s for s in stamps if s is not None and pd.notna(s)]
     newest = max(stamps).to_pydatetime() if stamps else None
     recent_from = _since(newest, run_started_at, lag_minutes)
+    recent = {key: frame[frame["updated_at"] >= recent_from] for key, frame in held.items()}
+    id_hashes = {
+        key: sorted_unique(
+            _hashes(frame, (hashes or {}).get(key))[frame["source_id"].notna().to_numpy()]
+        )
+        for key, frame in held.items()
+    }
+    for key, digest in digests.items():
+        recent[key] = digest.recent[digest.recent["updated_at"] >= recent_from]
+        id_hashes[key] = digest.id_hashes
     snapshot = Snapshot(
         fingerprint=fingerprint,
         run_started_at=run_started_at,
@@ -279,20 +363,9 @@ def save(
         records_file=records_file,
         carried=carried,
         recent_from=recent_from,
-        recent={
-            (system, asset_type): frame[frame["updated_at"] >= recent_from]
-            for system, by_type in stored.records.items()
-            for asset_type, frame in by_type.items()
-        },
-        id_hashes={
-            (system, asset_type): sorted_unique(
-                _hashes(frame, (hashes or {}).get((system, asset_type)))[
-                    frame["source_id"].notna().to_numpy()
-                ]
-            )
-            for system, by_type in stored.records.items()
-            for asset_type, frame in by_type.items()
-        },
+        recent=recent,
+        id_hashes=id_hashes,
+        spilled=bool(digests),
     )
     _write(folder / SNAPSHOT_FILE, snapshot)
     for old in [*folder.glob(RECORDS_GLOB), *folder.glob(f".{RECORDS_GLOB}.tmp")]:
@@ -353,6 +426,13 @@ def plan_read(
         return ReadPlan("full", f"the last full read is {full_sweep_days} or more days old")
     since = _since(snapshot.newest_update, snapshot.run_started_at, lag_minutes)
     return ReadPlan("incremental", f"changes since {since.isoformat()}", snapshot, since, folder)
+
+
+def recent_from(
+    newest: dt.datetime | None, run_started_at: dt.datetime, lag_minutes: int
+) -> dt.datetime:
+    """From when the next run reads rows again: what a snapshot keeps as its recent rows."""
+    return _since(newest, run_started_at, lag_minutes)
 
 
 def _since(

@@ -176,6 +176,15 @@ class IdCodes:
             marketing=self.marketing[marketing_rows],
         )
 
+    def with_repeated_marketing(self, repeated: np.ndarray) -> IdCodes:
+        """These codes, with the marketing records marked in `repeated` counted as repeating
+        their own id: where the records are a partition of a read spilled to disk
+        (sync/spill.py), an id may repeat in another partition."""
+        counts = self.marketing_count.copy()
+        marked = repeated & (self.marketing >= 0)
+        counts[self.marketing[marked]] = np.maximum(counts[self.marketing[marked]], 2)
+        return dataclasses.replace(self, marketing_count=counts)
+
     def duplicated(self, system: str) -> np.ndarray:
         """Per record of `system`: its id is held by another record of that system too."""
         codes, counts = (

@@ -96,12 +96,14 @@ class Saboteur:
                 # the fast path reads through a named cursor: FETCH ... FROM gridrecon_read
                 "SELECT pid FROM pg_stat_activity "
                 "WHERE (query LIKE :pattern OR query LIKE '%gridrecon_read%') "
-                "AND state = 'active' AND pid <> pg_backend_pid()"
+                "AND state = 'active' AND pid <> pg_backend_pid() "
+                # this test's database only: other tests on the server use the same tables
+                "AND datname = current_database()"
             )
         else:
             sql = (
                 "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE :pattern "
-                "AND ID <> CONNECTION_ID()"
+                "AND ID <> CONNECTION_ID() AND DB = DATABASE()"
             )
         pattern = f"%{self.table}%"
         return list(connection.execute(sa.text(sql), {"pattern": pattern}).scalars())
