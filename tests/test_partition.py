@@ -94,6 +94,12 @@ def test_a_sample_judged_in_partitions_finds_what_the_whole_finds(
 
     assert not whole.notes
     assert any(n.startswith("transformer judged in ") for n in parted.notes)
+    assert_same_conclusion(whole, whole_kept, parted, parted_kept)
+
+
+def assert_same_conclusion(whole, whole_kept: dict, parted, parted_kept: dict) -> None:
+    """Two conclusions of the sample (whole and in partitions) and what each keeps for the next
+    night are the same."""
     # every rule the sample plants fires, and the same findings come out, in the same order
     rules = set(whole.findings["rule_id"])
     assert {"DUPLICATE_ID", "DUPLICATE_LINK", "MISSING_IN_PMS", "UNLINKED"} <= rules
@@ -111,8 +117,14 @@ def test_a_sample_judged_in_partitions_finds_what_the_whole_finds(
         pd.testing.assert_frame_equal(
             parted_kept["carried"].unarchived[asset_type].sort_index(), frame.sort_index()
         )
+    assert parted_kept["carried"].future_from == whole_kept["carried"].future_from
     for key, memory in whole_kept["validity"].items():
         assert np.array_equal(parted_kept["validity"][key].validated, memory.validated)
+        columns = list(memory.failures.columns)
+        pd.testing.assert_frame_equal(
+            parted_kept["validity"][key].failures.sort_values(columns, ignore_index=True),
+            memory.failures.sort_values(columns, ignore_index=True),
+        )
 
 
 def test_partition_rows_is_read_from_the_run_section(tmp_path: Path) -> None:
