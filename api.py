@@ -235,8 +235,9 @@ def _spill_counts(config: Config, sources: dict) -> dict[str, int]:
         if any("recorded_at" in s.mapping.assets[asset_type].absent for s in sources.values()):
             continue
         rows = max(estimated_rows(source, asset_type) for source in sources.values())
-        if partition_count(rows, config.partition_rows) > 1:
-            counts[asset_type] = partition_count(rows, config.partition_rows)
+        count = partition_count(rows, config.partition_rows)
+        if count > 1:
+            counts[asset_type] = count
     return counts
 
 
@@ -327,7 +328,7 @@ def conclude(
         findings = judge.findings(carried.undated, carried.unarchived)
         counts = carried.metric_counts
     else:
-        spilled = {t: pulled.spilled(t) for t in ASSET_TYPES if pulled.spilled(t)}
+        spilled = {t: both for t in ASSET_TYPES if (both := pulled.spilled(t))}
         held = [t for t in ASSET_TYPES if t not in spilled]
         records = {s: {t: pulled.reads[s].records(t) for t in held} for s in SYSTEMS}
         codes = {t: IdCodes.of(records["pms"][t], records["marketing"][t]) for t in held}

@@ -13,7 +13,10 @@ in; the fast paths skip both.
 For very large tables there is a streamed variant of each fast path (STREAMED_PATHS, asked for
 with `fetcher(..., streamed=True)`): connectorx sends chunk_size rows at a time, so no process
 holds a whole table's raw result (a national table is 900 MB raw). It reads in a child process,
-connectors/stream_worker.py, which sends the batches back as an Arrow IPC stream. Why a child:
+connectors/stream_worker.py, which writes the batches as an Arrow IPC stream into an unnamed file
+the parent reads as it grows (beside the spilled records: connectorx fetches ahead of its
+consumer without bound, and a pipe would keep what the parent has not yet taken in the child's
+memory instead; on disk it costs the table's raw size for the length of the read). Why a child:
 an error in the middle of connectorx's streamed read (a dropped connection, a cancelled
 statement) is a Rust panic, which prints its message on fd 2, the terminal, where the product
 promises one clean line. The child's fd 2 is a file; it reports its error there in one JSON
@@ -281,8 +284,9 @@ def _stream_batches(url: str, sql: str, source: Source) -> Iterator[Any]:
     """The record batches connectors/stream_worker.py reads, as they arrive.
 
     However the iteration ends (exhausted, failed, or closed by the consumer), the child is
-    killed if still running and reaped. Its stderr is an unnamed temporary file, not a pipe it
-    could fill while the parent waits on stdout; it holds Rust's panic text and the error line.
+    killed if still running and reaped. It writes the stream into a file made here and unlinked
+    at once (the child inherits its descriptor), read as it grows (_Growing). Its stderr is an
+    unnamed temporary file too, holding Rust's panic text and the error line.
     """
     import pyarrow as pa
 
@@ -358,7 +362,8 @@ class _Growing(io.RawIOBase):
             if count:
                 filled += count
             elif self._child.poll() is not None:  # exited: what it wrote is all there is
-                filled += self._file.readinto(view[filled:]) or 0
+                while filled < len(view) and (count := self._file.readinto(view[filled:])):
+                    filled += count
                 break
             else:
                 time.sleep(self.POLL_SECONDS)

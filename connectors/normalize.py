@@ -355,9 +355,9 @@ def record_key_hashes(records: pd.DataFrame) -> np.ndarray:
 def id_hashes(ids: pd.Series) -> np.ndarray:
     """A 64-bit hash of each id's text, NULL_HASH for null: equal ids hash equal in either
     system's records. Computed over Arrow's bytes with numpy, a slice of ids at a time (a
-    polynomial of the bytes, then mixed): five times faster than hashing each id as a Python
-    string, which matters for the tens of millions a national read hashes. Not pandas' hash:
-    record_key_hashes keeps that, for the snapshot."""
+    polynomial of the bytes, then mixed), without a Python string per id: 0.31 s for two million
+    ids against 0.45 s for pandas' hash, and a national read hashes tens of millions. Not
+    pandas' hash: record_key_hashes keeps that, for the snapshot."""
     import pyarrow as pa
 
     values = pa.array(ids.astype("str"), type=pa.large_string())

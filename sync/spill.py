@@ -57,6 +57,7 @@ class SpilledRecords:
     def load(self, partition: int, columns: list[str] | None = None) -> pd.DataFrame:
         """The records of one partition (only `columns`, if given), labelled by their row in
         the whole read, in the order they were read."""
+        import pyarrow as pa
         from pyarrow import feather
 
         files = self.files[partition]
@@ -65,8 +66,6 @@ class SpilledRecords:
             return frame.copy()
         read = None if columns is None else [*columns, ROW]
         tables = [feather.read_table(path, columns=read, memory_map=False) for path in files]
-        import pyarrow as pa
-
         frame = (tables[0] if len(tables) == 1 else pa.concat_tables(tables)).to_pandas()
         frame.index = pd.Index(frame.pop(ROW).to_numpy(), name=None)
         return frame

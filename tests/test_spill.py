@@ -267,6 +267,18 @@ def test_repeated_own_ids_are_counted_over_every_partition(tmp_path: Path) -> No
     assert list(repeated_own_ids(spilled)) == [True, False, True, False, False, False]
 
 
+def test_equal_ids_hash_equal_wherever_they_are_held() -> None:
+    ids = [f"{n:012d}" for n in range(250_000)] + ["", "全角１号", None, "x" * 300]
+    whole = id_hashes(pd.Series(ids, dtype="str"))
+    # the same ids in a series made of several Arrow chunks, and at an offset into one
+    pieces = [pd.Series(ids[:1000], dtype="str"), pd.Series(ids[1000:], dtype="str")]
+    chunked = id_hashes(pd.concat(pieces, ignore_index=True))
+    offset = id_hashes(pd.Series(["pad", *ids], dtype="str").iloc[1:])
+    assert np.array_equal(whole, chunked) and np.array_equal(whole, offset)
+    assert whole[-2] == NULL_HASH and (np.delete(whole, -2) != NULL_HASH).all()
+    assert len(np.unique(whole)) == len(ids)  # distinct ids, distinct hashes
+
+
 def test_a_prepared_relation_follows_as_follow_pairs_does() -> None:
     pairs = pd.DataFrame(
         {
