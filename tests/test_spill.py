@@ -84,7 +84,7 @@ def assert_spilled_alike(config_path: Path, partition_rows: int) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("partition_rows", [17, 150])
+@pytest.mark.parametrize("partition_rows", [40, 150])  # 70 and 20 partitions
 def test_a_sample_read_to_disk_finds_what_one_read_whole_finds(
     tmp_path: Path, partition_rows: int
 ) -> None:
