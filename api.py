@@ -354,19 +354,23 @@ def conclude(
             finally:
                 wait([validated])  # whatever _judge raised: no thread outlives the run
         invalid = dict(judge.failures)
-        # Each record's key hash, once: the snapshot keeps them all, the validity memory
-        # those of the records judged (those whose id is not repeated).
-        hashes = {(s, t): record_key_hashes(records[s][t]) for s in SYSTEMS for t in held}
-        validity = remember_validity(
-            {key: judge.judged[key] for key in hashes},
-            invalid,
-            {key: hashes[key][~codes[key[1]].duplicated(key[0])] for key in hashes},
-        )
+        hashes: dict[tuple[str, str], Any] = {}
+        validity: dict[tuple[str, str], incremental.ValidityMemory] = {}
+        if keep is not None:
+            # Each record's key hash, once: the snapshot keeps them all, the validity memory
+            # those of the records judged (those whose id is not repeated).
+            hashes = {(s, t): record_key_hashes(records[s][t]) for s in SYSTEMS for t in held}
+            validity = remember_validity(
+                {key: judge.judged[key] for key in hashes},
+                invalid,
+                {key: hashes[key][~codes[key[1]].duplicated(key[0])] for key in hashes},
+            )
         digests: dict[tuple[str, str], incremental.RecordsDigest] = {}
-        for asset_type, both in spilled.items():
+        if spilled:
             recent_from = incremental.recent_from(
                 _newest(pulled), started_at, config.incremental.lag_minutes
             )
+        for asset_type, both in spilled.items():
             outcome = judge_spilled(judge, asset_type, both, records, recent_from)
             judged[asset_type], counts[asset_type] = outcome.judged, outcome.counts
             partitioned[asset_type] = len(outcome.judged)
