@@ -12,6 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -49,6 +50,13 @@ def timestamp_dtype(zone: ZoneInfo) -> pd.DatetimeTZDtype:
 
 
 def empty_frame(zone: ZoneInfo) -> pd.DataFrame:
+    """No records, with every column and its type: a copy of one made once (building one column
+    by column took 10 ms, six times a night without changes)."""
+    return _empty_frame(zone).copy()
+
+
+@lru_cache(maxsize=8)
+def _empty_frame(zone: ZoneInfo) -> pd.DataFrame:
     frame = pd.DataFrame({column: pd.Series(dtype="str") for column in FRAME_COLUMNS})
     return _apply_dtypes(frame, zone)
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+from collections import Counter
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from ..checks.findings import FINDING_FIELDS
-from ..checks.result import OPEN_STATES, RunResult
+from ..checks.result import ALL, OPEN_STATES, RunResult, tallies
 from ..checks.settings import RULES
 from ..connectors.mapping import ASSET_TYPES
 from .labels import Labels, labels, org_tree
@@ -53,6 +55,7 @@ def render_html(result: RunResult, lang: str = "zh") -> str:
     names, parents = org_tree(result.orgs)
     script = _asset("report.js")
     present = [a for a in ASSET_TYPES if a in set(result.metrics["asset_type"])]
+    by_rule, _ = tallies(result.findings)
     context = {
         "t": t,
         "lang": lang,
@@ -60,9 +63,9 @@ def render_html(result: RunResult, lang: str = "zh") -> str:
         "asset_types": present,
         "metrics": list(METRICS),
         "headline": _headline(result.metrics),
-        "counters": _counters(result),
+        "counters": _counters(by_rule),
         "org_rows": _org_rows(result.metrics, names, parents),
-        "changes": _changes(result.findings),
+        "changes": _changes(result.findings, by_rule),
         "trend": _trend(result, t),
         "sources": list(result.sources.values()),
         "data": script_json(_table_data(result, t, names, parents)),
@@ -106,14 +109,14 @@ def grade(rate: Any) -> str:
     return "good" if rate >= 0.99 else "fair" if rate >= 0.95 else "poor"
 
 
-def _figures(row: pd.Series | None) -> dict[str, dict[str, Any]]:
+def _figures(row: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     figures = {}
     for metric, (part, whole) in METRICS.items():
         if row is None:
             figures[metric] = {"value": None, "part": 0, "whole": 0, "grade": "none"}
             continue
         value = row[metric]
-        value = None if value is None or pd.isna(value) else float(value)
+        value = None if _no_value(value) else float(value)
         figures[metric] = {
             "value": value,
             "part": int(row[part]),
@@ -121,6 +124,11 @@ def _figures(row: pd.Series | None) -> dict[str, dict[str, Any]]:
             "grade": grade(value),
         }
     return figures
+
+
+def _no_value(value: Any) -> bool:
+    # Not pd.isna: called for every figure of every org, it was most of the per-org table's time.
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _headline(metrics: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
@@ -133,16 +141,18 @@ def listed_apart(findings: pd.DataFrame) -> pd.Series:
     return findings["waived"].astype(bool) & findings["state"].isin(OPEN_STATES)
 
 
-def _counters(result: RunResult) -> dict[str, int]:
-    findings = result.findings
-    apart = listed_apart(findings)
-    states = findings.loc[~apart, "state"]
+def _counters(by_rule: Counter) -> dict[str, int]:
+    return _changed(by_rule, ALL)
+
+
+def _changed(by_rule: Counter, rule: Any) -> dict[str, int]:
+    """New, reopened and resolved since the previous run; open; waived (tallies' by rule)."""
     return {
-        "open": int(states.isin(OPEN_STATES).sum()),
-        "new": int((states == "new").sum()),
-        "reopened": int((states == "reopened").sum()),
-        "resolved": int((states == "resolved").sum()),
-        "waived": int(apart.sum()),
+        "open": by_rule[rule, "open"],
+        "new": by_rule[rule, "state", "new"],
+        "reopened": by_rule[rule, "state", "reopened"],
+        "resolved": by_rule[rule, "state", "resolved"],
+        "waived": by_rule[rule, "waived"],
     }
 
 
@@ -150,8 +160,8 @@ def _org_rows(
     metrics: pd.DataFrame, names: dict[str, str], parents: dict[str, str]
 ) -> list[dict[str, Any]]:
     """The per-org table, top down: total, then each org's rollup, own assets, children."""
-    by_key: dict[tuple[str, str], dict[str, pd.Series]] = {}
-    for _, row in metrics.iterrows():
+    by_key: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for row in metrics.to_dict(orient="records"):
         by_key.setdefault((row["org_code"], row["scope"]), {})[row["asset_type"]] = row
     children: dict[str, list[str]] = {}
     for child, parent in sorted(parents.items()):
@@ -200,24 +210,9 @@ def _rule_order(findings: pd.DataFrame) -> list[str]:
     return [*RULES, *extra]
 
 
-def _changes(findings: pd.DataFrame) -> list[dict[str, Any]]:
+def _changes(findings: pd.DataFrame, by_rule: Counter) -> list[dict[str, Any]]:
     """Per rule: new, reopened and resolved since the previous run; open; waived."""
-    apart = listed_apart(findings)
-    rows = []
-    for rule in _rule_order(findings):
-        mine = findings["rule_id"] == rule
-        states = findings.loc[mine & ~apart, "state"]
-        rows.append(
-            {
-                "rule_id": rule,
-                "new": int((states == "new").sum()),
-                "reopened": int((states == "reopened").sum()),
-                "resolved": int((states == "resolved").sum()),
-                "open": int(states.isin(OPEN_STATES).sum()),
-                "waived": int((mine & apart).sum()),
-            }
-        )
-    return rows
+    return [{"rule_id": rule, **_changed(by_rule, rule)} for rule in _rule_order(findings)]
 
 
 def _trend(result: RunResult, t: Labels) -> dict[str, Any]:
@@ -255,8 +250,10 @@ def _trend(result: RunResult, t: Labels) -> dict[str, Any]:
     step = _nice_step(peak)
     y_max = max(step * 4, 1)
 
+    shown = len(runs)
+
     def x(i: int) -> float:
-        return round(left + (plot_w / 2 if len(runs) == 1 else plot_w * i / (len(runs) - 1)), 1)
+        return round(left + (plot_w / 2 if shown == 1 else plot_w * i / (shown - 1)), 1)
 
     def y(v: float) -> float:
         return round(top + plot_h * (1 - v / y_max), 1)

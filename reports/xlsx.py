@@ -20,7 +20,7 @@ import pandas as pd
 import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
-from ..checks.result import OPEN_STATES, RunResult
+from ..checks.result import ALL, OPEN_STATES, RunResult, tallies
 from ..checks.settings import RULES, SEVERITY_RANK
 from ..connectors.mapping import ASSET_TYPES
 from ..core.errors import GridreconError
@@ -64,7 +64,7 @@ def render_xlsx(result: RunResult, by: str = "rule", lang: str = "zh") -> bytes:
         raise GridreconError(f"unknown grouping {by!r} for findings.xlsx; use one of: rule, org")
     t = labels(lang)
     names, parents = org_tree(result.orgs)
-    rows = _present(result, t, names)
+    rows = _present(result, t, names).reset_index(drop=True)  # labels are row positions
     apart = rows["waived"].astype(bool) & rows["state"].isin(OPEN_STATES)
     active = rows["state"].isin(OPEN_STATES) & ~apart
     queues = _queues(rows[active], by, t, names, parents)
@@ -83,21 +83,21 @@ def render_xlsx(result: RunResult, by: str = "rule", lang: str = "zh") -> bytes:
     formats = _formats(book)
     taken: set[str] = set()
     summary_name = sheet_name(t.text("summary_sheet"), taken)
-    queue_names = [(key, title, sheet_name(title, taken), frame) for key, title, frame in queues]
+    queue_names = [(key, title, sheet_name(title, taken), at) for key, title, at in queues]
     resolved_name = sheet_name(t.text("resolved_sheet"), taken)
     waived_name = sheet_name(t.text("waived_sheet"), taken)
     metrics_name = sheet_name(t.text("metrics_sheet"), taken)
 
     links = {key: name for key, _, name, _ in queue_names}
     _summary(book.add_worksheet(summary_name), result, rows, by, links, t, names, formats)
-    zone = result.started_at.tzinfo
-    for _, _, name, frame in queue_names:
-        _finding_list(book.add_worksheet(name), frame, LIST_COLUMNS, t, formats, zone)
-    resolved = rows[rows["state"] == "resolved"]
-    _finding_list(book.add_worksheet(resolved_name), resolved, LIST_COLUMNS, t, formats, zone)
     extra = [c for c in WAIVER_COLUMNS if c[0] in rows.columns]
+    cells = _cells(rows, LIST_COLUMNS + extra, t, result.started_at.tzinfo)
+    for _, _, name, at in queue_names:
+        _finding_list(book.add_worksheet(name), at, LIST_COLUMNS, cells, t, formats)
+    resolved = _positions(rows["state"] == "resolved")
+    _finding_list(book.add_worksheet(resolved_name), resolved, LIST_COLUMNS, cells, t, formats)
     _finding_list(
-        book.add_worksheet(waived_name), rows[apart], LIST_COLUMNS + extra, t, formats, zone
+        book.add_worksheet(waived_name), _positions(apart), LIST_COLUMNS + extra, cells, t, formats
     )
     _metrics(book.add_worksheet(metrics_name), result.metrics, t, names, formats)
     book.close()
@@ -138,8 +138,8 @@ def _present(result: RunResult, t: Labels, names: dict[str, str]) -> pd.DataFram
 
 def _queues(
     frame: pd.DataFrame, by: str, t: Labels, names: dict[str, str], parents: dict[str, str]
-) -> list[tuple[str, str, pd.DataFrame]]:
-    """(key, sheet title, findings) per work queue, in a steward's order."""
+) -> list[tuple[str, str, list[int]]]:
+    """(key, sheet title, the findings' row positions) per work queue, in a steward's order."""
     rank = {rule: i for i, rule in enumerate(RULES)}
     if by == "rule":
         frame = frame.sort_values(
@@ -148,18 +148,27 @@ def _queues(
             kind="stable",
         )
         keys = sorted(frame["rule_id"].unique(), key=lambda r: (rank.get(r, len(rank)), r))
-        return [(r, t.rule_with_id(r), frame[frame["rule_id"] == r]) for r in keys]
+        queued = _grouped(frame["rule_id"].tolist(), frame.index.tolist())
+        return [(r, t.rule_with_id(r), queued.get(r, [])) for r in keys]
     frame = frame.assign(
         _severity=-frame["severity"].map(SEVERITY_RANK).fillna(-1),
         _rule=frame["rule_id"].map(lambda r: rank.get(r, len(rank))),
     ).sort_values(["_severity", "_rule", "asset_type", "asset_name", "finding_id"], kind="stable")
-    orgs = frame["org_code"].fillna("")
-    order = sorted(set(orgs), key=lambda c: (c == "", _tree_key(c, parents)))
-    queues = []
-    for code in order:
-        title = names.get(code, code) if code else t.text("no_org_sheet")
-        queues.append((code, title, frame[orgs == code].drop(columns=["_severity", "_rule"])))
-    return queues
+    queued = _grouped(frame["org_code"].fillna("").tolist(), frame.index.tolist())
+    order = sorted(queued, key=lambda c: (c == "", _tree_key(c, parents)))
+    return [(c, names.get(c, c) if c else t.text("no_org_sheet"), queued[c]) for c in order]
+
+
+def _grouped(keys: list[Any], positions: list[int]) -> dict[Any, list[int]]:
+    """The positions per key, each list in the order given."""
+    groups: dict[Any, list[int]] = {}
+    for key, position in zip(keys, positions, strict=True):
+        groups.setdefault(key, []).append(position)
+    return groups
+
+
+def _positions(mask: pd.Series) -> list[int]:
+    return mask.to_numpy().nonzero()[0].tolist()
 
 
 def _tree_key(code: str, parents: dict[str, str]) -> tuple[str, ...]:
@@ -182,47 +191,55 @@ def _write_text(sheet: Worksheet, row: int, col: int, value: Any, formats: dict[
         sheet.write_string(row, col, text)
 
 
-def _finding_list(
-    sheet: Worksheet,
-    frame: pd.DataFrame,
-    columns: list[tuple[str, str]],
-    t: Labels,
-    formats: dict[str, Any],
-    zone: dt.tzinfo | None,
-) -> None:
-    headers = [t.column(key) for key, _ in columns]
-    # Prepare whole columns first, so the per-cell loop (100,000s of cells) does little.
-    cells: list[list[Any]] = []
-    quoted: list[list[bool] | None] = []
+def _cells(
+    rows: pd.DataFrame, columns: list[tuple[str, str]], t: Labels, zone: dt.tzinfo | None
+) -> dict[str, tuple[list[Any], list[bool] | None]]:
+    """Every finding's cell per column, prepared once for every list sheet, so that the per-cell
+    loop (100,000s of cells) does little: (values, whether each text looks like a formula), or
+    (local datetimes, None) for a date column. None where a cell stays empty."""
+    cells: dict[str, tuple[list[Any], list[bool] | None]] = {}
     for key, kind in columns:
-        values = frame[key] if key in frame.columns else pd.Series(None, index=frame.index)
+        values = rows[key] if key in rows.columns else pd.Series(None, index=rows.index)
         if kind == "date":
-            cells.append(_local_times(values, zone))
-            quoted.append(None)
+            cells[key] = (_local_times(values, zone), None)
             continue
         if kind == "label":
             values = values.map(_labeller(key, t), na_action="ignore")
         texts = [xlsx_text(str(v)) or None if _present_value(v) else None for v in values]
-        cells.append(texts)
-        quoted.append([text is not None and looks_like_formula(text) for text in texts])
+        cells[key] = (texts, [text is not None and looks_like_formula(text) for text in texts])
+    return cells
+
+
+def _finding_list(
+    sheet: Worksheet,
+    positions: list[int],
+    columns: list[tuple[str, str]],
+    cells: dict[str, tuple[list[Any], list[bool] | None]],
+    t: Labels,
+    formats: dict[str, Any],
+) -> None:
+    """The findings at these row positions, one per row, in the order given."""
+    headers = [t.column(key) for key, _ in columns]
+    chosen = [cells[key] for key, _ in columns]
     for col, (header, (_, kind)) in enumerate(zip(headers, columns, strict=True)):
-        width = 17 if kind == "date" else _width([header, *cells[col][:WIDTH_SAMPLE]])
+        values = chosen[col][0]
+        sample = [values[at] for at in positions[:WIDTH_SAMPLE]]
+        width = 17 if kind == "date" else _width([header, *sample])
         sheet.set_column(col, col, width)
     for col, header in enumerate(headers):
         sheet.write_string(0, col, header, formats["header"])
     plain, formula, when = None, formats["quoted"], formats["datetime"]
-    for row in range(len(frame)):
-        for col, values in enumerate(cells):
-            value = values[row]
+    for row, at in enumerate(positions, start=1):
+        for col, (values, flags) in enumerate(chosen):
+            value = values[at]
             if value is None:
                 continue
-            flags = quoted[col]
             if flags is None:
-                sheet.write_datetime(row + 1, col, value, when)
+                sheet.write_datetime(row, col, value, when)
             else:
-                sheet.write_string(row + 1, col, value, formula if flags[row] else plain)
+                sheet.write_string(row, col, value, formula if flags[at] else plain)
     sheet.freeze_panes(1, 0)
-    sheet.autofilter(0, 0, max(len(frame), 1), len(columns) - 1)
+    sheet.autofilter(0, 0, max(len(positions), 1), len(columns) - 1)
     # Ids and values are text on purpose; do not flag "number stored as text" on every row.
     sheet.ignore_errors({"number_stored_as_text": "A1:XFD1048576"})
 
@@ -305,9 +322,7 @@ def _summary(
         row += 1
 
     # As in summary.json: waived findings that would be open are counted apart.
-    waived = rows["waived"].astype(bool) & rows["state"].isin(OPEN_STATES)
-    unwaived = rows[~waived]
-    active = unwaived[unwaived["state"].isin(OPEN_STATES)]
+    by_rule, by_org = tallies(rows)
     row += 1
     sheet.write_string(row, 0, t.text("counts_by_rule"), formats["title"])
     row += 1
@@ -319,38 +334,28 @@ def _summary(
     row += 1
     severities = result.settings.get("rules", {})
     rules = [*RULES, *sorted(set(rows["rule_id"].dropna()) - set(RULES))]
-    for rule in rules:
-        mine = unwaived[unwaived["rule_id"] == rule]
-        mine_active = active[active["rule_id"] == rule]
-        if by == "rule" and rule in links:
-            sheet.write_url(row, 0, _internal(links[rule]), formats["link"], t.rule(rule))
+    for rule in [*rules, ALL]:
+        if rule is ALL:
+            sheet.write_string(row, 0, t.text("total"), formats["bold"])
         else:
-            sheet.write_string(row, 0, t.rule(rule))
-        sheet.write_string(row, 1, rule)
-        sheet.write_string(row, 2, t.severity(severities.get(rule, {}).get("severity", "")))
+            if by == "rule" and rule in links:
+                sheet.write_url(row, 0, _internal(links[rule]), formats["link"], t.rule(rule))
+            else:
+                sheet.write_string(row, 0, t.rule(rule))
+            sheet.write_string(row, 1, rule)
+            sheet.write_string(row, 2, t.severity(severities.get(rule, {}).get("severity", "")))
         figures = [
-            len(mine_active),
-            int((mine["state"] == "new").sum()),
-            int((mine["state"] == "reopened").sum()),
-            int((mine["state"] == "resolved").sum()),
-            int((waived & (rows["rule_id"] == rule)).sum()),
-            *[int((mine_active["asset_type"] == a).sum()) for a in ASSET_TYPES],
+            by_rule[rule, "open"],
+            by_rule[rule, "state", "new"],
+            by_rule[rule, "state", "reopened"],
+            by_rule[rule, "state", "resolved"],
+            by_rule[rule, "waived"],
+            *[by_rule[rule, "type", a] for a in ASSET_TYPES],
         ]
         for col, figure in enumerate(figures, start=3):
             sheet.write_number(row, col, figure, formats["int"])
         row += 1
-    sheet.write_string(row, 0, t.text("total"), formats["bold"])
-    totals = [
-        len(active),
-        int((unwaived["state"] == "new").sum()),
-        int((unwaived["state"] == "reopened").sum()),
-        int((unwaived["state"] == "resolved").sum()),
-        int(waived.sum()),
-        *[int((active["asset_type"] == a).sum()) for a in ASSET_TYPES],
-    ]
-    for col, figure in enumerate(totals, start=3):
-        sheet.write_number(row, col, figure, formats["int"])
-    row += 2
+    row += 1
 
     sheet.write_string(
         row, 0, t.text("findings_open") + " · " + t.column("org_name"), formats["title"]
@@ -361,18 +366,17 @@ def _summary(
     for col, header in enumerate(org_headers):
         sheet.write_string(row, col, header, formats["header"])
     row += 1
-    orgs = active["org_code"].fillna("")
-    for code in sorted(set(orgs), key=lambda c: (c == "", c)):
-        mine = active[orgs == code]
+    codes = {code for code, _ in by_org}
+    for code in sorted(codes, key=lambda c: (c == "", c)):
         title = names.get(code, code) if code else t.text("no_org_sheet")
         if by == "org" and code in links:
             sheet.write_url(row, 0, _internal(links[code]), formats["link"], xlsx_text(title))
         else:
             _write_text(sheet, row, 0, title, formats)
         _write_text(sheet, row, 1, code, formats)
-        sheet.write_number(row, 2, len(mine), formats["int"])
+        sheet.write_number(row, 2, by_org[code, "open"], formats["int"])
         for col, severity in enumerate(("error", "warning", "info"), start=3):
-            sheet.write_number(row, col, int((mine["severity"] == severity).sum()), formats["int"])
+            sheet.write_number(row, col, by_org[code, severity], formats["int"])
         row += 1
     row += 1
 

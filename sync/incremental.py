@@ -447,6 +447,8 @@ def _same_rows(kept: pd.DataFrame, read: pd.DataFrame) -> bool:
     """The same records, whatever their order (key: table and id)."""
     if len(kept) != len(read):
         return False
+    if len(kept) == 0:
+        return True
     order = ["source_table", "source_id"]
     kept = kept.sort_values(order, kind="stable").reset_index(drop=True)
     read = read.sort_values(order, kind="stable").reset_index(drop=True)
