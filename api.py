@@ -175,7 +175,7 @@ def pull(
                 pulled = _pull_changes(config, sources, pool, plan, carry)
             if pulled is None:
                 start_worker()  # Great Expectations loads while the databases deliver
-                counts = _spill_counts(config, sources)
+                counts = _spill_counts(config, sources, pool)
                 if counts:
                     spill = SpillFolder(_spill_path(config))
                     for source in sources.values():  # streamed reads buffer beside it
@@ -225,16 +225,16 @@ def pull(
 SPILLABLE = [t for t in ASSET_TYPES if t not in PARENT_TYPE.values()]
 
 
-def _spill_counts(config: Config, sources: dict) -> dict[str, int]:
+def _spill_counts(config: Config, sources: dict, pool: ThreadPoolExecutor) -> dict[str, int]:
     """The asset types to read to disk by partition (sync/spill.py), and into how many: those
     estimated to hold more records than [run] partition_rows in either system. Not where a
     system keeps no creation time: the time gridrecon first saw each record is filled in over
-    all of them (persist.fill_first_seen)."""
+    all of them (persist.fill_first_seen). Both systems asked at once (each connects first)."""
     counts = {}
     for asset_type in SPILLABLE:
         if any("recorded_at" in s.mapping.assets[asset_type].absent for s in sources.values()):
             continue
-        rows = max(estimated_rows(source, asset_type) for source in sources.values())
+        rows = max(pool.map(estimated_rows, sources.values(), [asset_type] * len(sources)))
         count = partition_count(rows, config.partition_rows)
         if count > 1:
             counts[asset_type] = count
