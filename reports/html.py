@@ -63,7 +63,7 @@ def render_html(result: RunResult, lang: str = "zh") -> str:
         "asset_types": present,
         "metrics": list(METRICS),
         "headline": _headline(result.metrics),
-        "counters": _counters(by_rule),
+        "counters": _changed(by_rule, ALL),
         "org_rows": _org_rows(result.metrics, names, parents),
         "changes": _changes(result.findings, by_rule),
         "trend": _trend(result, t),
@@ -98,13 +98,13 @@ def _asset(name: str) -> str:
 
 def percent(rate: Any) -> str:
     """0.9964 -> "99.64%"; no rate (nothing counted) -> "—"."""
-    if rate is None or (isinstance(rate, float) and math.isnan(rate)):
+    if _no_value(rate):
         return "—"
     return f"{float(rate) * 100:.2f}%"
 
 
 def grade(rate: Any) -> str:
-    if rate is None or (isinstance(rate, float) and math.isnan(rate)):
+    if _no_value(rate):
         return "none"
     return "good" if rate >= 0.99 else "fair" if rate >= 0.95 else "poor"
 
@@ -127,7 +127,8 @@ def _figures(row: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
 
 
 def _no_value(value: Any) -> bool:
-    # Not pd.isna: called for every figure of every org, it was most of the per-org table's time.
+    """No rate (nothing counted). Not pd.isna: asked of every figure of every org, that was most
+    of the per-org table's time."""
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
@@ -139,10 +140,6 @@ def _headline(metrics: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
 def listed_apart(findings: pd.DataFrame) -> pd.Series:
     """Waived findings that would otherwise be open: counted and listed on their own."""
     return findings["waived"].astype(bool) & findings["state"].isin(OPEN_STATES)
-
-
-def _counters(by_rule: Counter) -> dict[str, int]:
-    return _changed(by_rule, ALL)
 
 
 def _changed(by_rule: Counter, rule: Any) -> dict[str, int]:
