@@ -81,31 +81,26 @@ class RunResult:
     def counts(self) -> dict[str, Any]:
         """Counts of open findings per rule, severity, asset type and org, and per state.
 
-        One pass over plain lists: every report of a run asks for these, and a pandas filter
-        and value_counts per figure cost more than a night's few findings do."""
-        frame = self.findings
+        Counted over the findings' distinct combinations (_combinations): every report of a
+        run asks for these, and a pandas filter and value_counts per figure cost more than a
+        night's few findings do."""
         tallied = ("rule_id", "severity", "asset_type", "org_code")
         by_state: Counter = Counter()
         by: dict[str, Counter] = {column: Counter() for column in tallied}
         by_rule_and_type: dict[str, Counter] = {}
         waived_count = 0
-        rows = zip(
-            frame["state"].tolist(),
-            frame["waived"].astype(bool).tolist(),
-            *(frame[column].tolist() for column in tallied),
-        )
-        for state, waived, *values in rows:
-            by_state[_known(state)] += 1
+        for (state, *values, waived), n in _combinations(self.findings, ("state", *tallied)):
+            by_state[_known(state)] += n
             if state not in OPEN_STATES:
                 continue
             if waived:
-                waived_count += 1
+                waived_count += n
                 continue
             for column, value in zip(tallied, values):
-                by[column][_known(value)] += 1
+                by[column][_known(value)] += n
             rule = values[0]
             if not _missing(rule):
-                by_rule_and_type.setdefault(rule, Counter())[_known(values[2])] += 1
+                by_rule_and_type.setdefault(rule, Counter())[_known(values[2])] += n
         return {
             "open": sum(by["rule_id"].values()),
             "waived": waived_count,
@@ -145,24 +140,32 @@ def tallies(findings: pd.DataFrame) -> tuple[Counter, Counter]:
     by_rule: Counter = Counter()
     by_org: Counter = Counter()
     columns = ("rule_id", "state", "asset_type", "org_code", "severity")
-    rows = zip(*(findings[c].tolist() for c in columns), findings["waived"].astype(bool).tolist())
-    for rule, state, asset_type, org, severity, waived in rows:
+    for (rule, state, asset_type, org, severity, waived), n in _combinations(findings, columns):
         is_open = state in OPEN_STATES
         keys = (None if _missing(rule) else rule, ALL)
         if is_open and waived:
             for key in keys:
-                by_rule[key, "waived"] += 1
+                by_rule[key, "waived"] += n
             continue
         for key in keys:
-            by_rule[key, "state", state] += 1
+            by_rule[key, "state", state] += n
             if is_open:
-                by_rule[key, "open"] += 1
-                by_rule[key, "type", asset_type] += 1
+                by_rule[key, "open"] += n
+                by_rule[key, "type", asset_type] += n
         if is_open:
             code = "" if _missing(org) else org
-            by_org[code, "open"] += 1
-            by_org[code, severity] += 1
+            by_org[code, "open"] += n
+            by_org[code, severity] += n
     return by_rule, by_org
+
+
+def _combinations(findings: pd.DataFrame, columns: tuple[str, ...]) -> list[tuple[tuple, int]]:
+    """Each distinct combination of these columns' values and whether the finding is waived,
+    missing values included, with how many findings hold it: a few dozen combinations to count
+    in Python, however many findings there are."""
+    keys = findings[list(columns)].assign(waived=findings["waived"].astype(bool))
+    counted = keys.value_counts(dropna=False, sort=False)
+    return list(zip(counted.index.tolist(), counted.tolist(), strict=True))
 
 
 def _missing(value: Any) -> bool:
