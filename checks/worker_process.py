@@ -15,6 +15,8 @@ import subprocess
 import sys
 
 _early: subprocess.Popen | None = None
+# What the worker's Python runs: validity._serve, with its arguments in the braces.
+SERVE = "from gridrecon.checks.validity import _serve; _serve({})"
 
 
 def spawn() -> subprocess.Popen:
@@ -23,7 +25,7 @@ def spawn() -> subprocess.Popen:
     # The child imports gridrecon from wherever this process did.
     environment["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     return subprocess.Popen(
-        [sys.executable, "-c", "from gridrecon.checks.validity import _serve; _serve()"],
+        [sys.executable, "-c", SERVE.format("")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=environment,

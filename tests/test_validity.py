@@ -407,6 +407,62 @@ def test_the_worker_leaves_scipy_and_altair_unloaded_until_used(worker: Any) -> 
     assert loaded("sqlalchemy") == []
 
 
+def _worker_python(code: str) -> subprocess.Popen:
+    """A Python child running `code`, with stdin and stdout piped, as the worker is started."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment,
+    )
+
+
+def test_the_worker_loads_no_data_source_but_pandas(tmp_path: Path) -> None:
+    # GX imports its Spark, SQL and file data sources at start (0.3 s of CPU); the worker
+    # validates pandas frames only, so each of those modules is an empty placeholder there.
+    code = (
+        "import sys; from gridrecon.checks import validity; validity._load_gx_for_suites(); "
+        "print(sorted(n for n in validity._UNUSED_DATASOURCES "
+        "if n not in sys.modules or getattr(sys.modules[n], '__file__', None))); "
+        "print(sorted(validity._state.gx.data_context.data_context.context_factory"
+        ".project_manager.get_project().data_sources.factories))"
+    )
+    child = _worker_python(code)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err.decode()
+    loaded, factories = out.decode().splitlines()
+    assert loaded == "[]"  # every one imported by GX, and every one a placeholder
+    assert "add_pandas" in factories and "add_spark" not in factories and "add_sql" not in factories
+
+
+def test_a_worker_whose_gx_needs_a_left_out_data_source_loads_it_whole(
+    monkeypatch: pytest.MonkeyPatch, fresh_gx: None
+) -> None:
+    # As another GX version might: here GX cannot start without pandas' data source. The
+    # worker starts again (the same process) with GX whole, and validates as this process does.
+    expected = invalid(mixed_frame())
+    code = (
+        "from gridrecon.checks import validity; "
+        "validity._UNUSED_DATASOURCES |= {validity._FLUENT + 'pandas_datasource'}; "
+        "validity._serve()"
+    )
+    child = _worker_python(code)
+    monkeypatch.setattr(validity, "_state", None)
+    worker = validity._Worker(child)
+    monkeypatch.setattr(validity, "_worker", worker)
+    try:
+        assert invalid(mixed_frame()) == expected
+        assert validity._state is None and worker.alive()  # validated there, not here
+        command_line = Path(f"/proc/{child.pid}/cmdline").read_bytes()
+        assert b"_serve(whole=True)" in command_line  # the same process, started again
+    finally:
+        worker.end()
+        child.stderr.close()
+    assert child.returncode == 0
+
+
 def test_a_worker_that_died_is_replaced_by_this_process(
     worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
