@@ -184,9 +184,11 @@ def name_key(names: pd.Series) -> pd.Series:
 
 
 # Names made only of printable ASCII, ASCII whitespace and the common CJK ideographs are their
-# own NFKC form, and their case fold is their lower case: their keys are computed by Arrow's
-# string kernels. Any other name (full-width forms, accented letters, control characters) takes
-# name_key's Python path.
+# own NFKC form, and their case fold is their ASCII lower case: their keys are computed by
+# Arrow's string kernels. Most names hold no whitespace at all (_BARE_NAME): their key is their
+# lower case with 号 as #, and only the others are searched for whitespace. Any other name
+# (full-width forms, accented letters, control characters) takes name_key's Python path.
+_BARE_NAME = "[\x21-\x7e\u4e00-\u9fff]*"
 _PLAIN_NAME = "[\x21-\x7e \t\n\r\f\v\u4e00-\u9fff]*"
 
 
@@ -195,14 +197,16 @@ def names_and_keys(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     allows (_PLAIN_NAME); otherwise once per distinct name (a name's key costs ten times what
     finding the distinct names does)."""
     if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         names = values.astype("str")
         names = names.where(names.str.strip().str.len() > 0)
-        keys = names.str.replace(r"[ \t\n\r\f\v]", "", regex=True).str.lower()
-        keys = keys.str.replace("号", "#", regex=False)
-        other = names.notna() & ~names.str.fullmatch(_PLAIN_NAME).astype(bool)
+        keys = _plain_keys(_arrow_text(names))
+        other = names.notna().to_numpy() & ~names.str.fullmatch(_BARE_NAME).to_numpy(dtype=bool)
         if other.any():
-            keys[other] = name_key(names[other])
-        return names, keys
+            keys = pc.replace_with_mask(keys, pa.array(other), _other_keys(names[other]))
+        return names, pd.Series(keys, index=names.index, dtype="str", name=names.name)
     found = _distinct(values, share=0.9)
     if found is None:
         names = clean_text(values)
@@ -210,6 +214,36 @@ def names_and_keys(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     codes, uniques = found
     names = clean_text(pd.Series(uniques))
     return _spread(names, codes, values.index), _spread(name_key(names), codes, values.index)
+
+
+def _arrow_text(values: pd.Series) -> Any:
+    """A `str` column's text as one Arrow array."""
+    import pyarrow as pa
+
+    text = values.array.__arrow_array__()
+    return text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+
+
+def _plain_keys(text: Any) -> Any:
+    """The keys of names in _PLAIN_NAME without whitespace, an Arrow array of them: lower case
+    (ASCII's: CJK has none), 号 as #."""
+    import pyarrow.compute as pc
+
+    return pc.replace_substring(pc.ascii_lower(text), "号", "#")
+
+
+def _other_keys(names: pd.Series) -> Any:
+    """The keys of names (none null) that hold whitespace or are not _PLAIN_NAME at all."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = _arrow_text(names)
+    keys = _plain_keys(pc.replace_substring_regex(text, r"[ \t\n\r\f\v]", ""))
+    odd = ~names.str.fullmatch(_PLAIN_NAME).to_numpy(dtype=bool)
+    if odd.any():
+        python_keys = pa.array(name_key(names[odd]).to_numpy(dtype=object), type=keys.type)
+        keys = pc.replace_with_mask(keys, pa.array(odd), python_keys)
+    return keys
 
 
 def clean_text(values: pd.Series) -> pd.Series:
