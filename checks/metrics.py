@@ -77,48 +77,65 @@ def asset_counts(
     findings: at least its ATTR_MISMATCH findings; due: its ARCHIVE_OVERDUE deadlines."""
     mismatched = findings.loc[findings["rule_id"] == "ATTR_MISMATCH", ["pms_id", "marketing_id"]]
     mismatched_keys = set(zip(mismatched["pms_id"], mismatched["marketing_id"]))
-    in_service = ~match.pms["duplicate_id"] & (match.pms["status"] == "in_service")
-    pms = match.pms.loc[
-        in_service, ["id_code", "org_code", "linked", "commissioned_on", "recorded_at"]
-    ]
-    pms["org"] = pms["org_code"].fillna("?")
+    pms = match.pms
+    in_service = (~pms["duplicate_id"] & (pms["status"] == "in_service")).to_numpy()
+    # The orgs as numbers, ranked as their codes sort: counted with arrays, where a group-by on
+    # the codes' text copied that text for every grouping.
+    orgs, org_codes = _org_ranks(pms["org_code"])
 
-    pairs = pd.DataFrame({"org": match.pairs["org_code_pms"].fillna("?")})
     # few pairs mismatch: test the exact (pms, marketing) key only where the PMS id is one
     pms_ids = match.pairs["source_id_pms"]
     suspect = np.flatnonzero(pms_ids.isin(mismatched["pms_id"].unique()))
-    consistent = np.ones(len(pairs), dtype=bool)
+    consistent = np.ones(len(match.pairs), dtype=bool)
     consistent[suspect] = [
         key not in mismatched_keys
         for key in zip(
             pms_ids.iloc[suspect], match.pairs.frame(["source_id_mkt"], suspect)["source_id_mkt"]
         )
     ]
-    pairs["consistent"] = consistent
-
-    due = due if due is not None else pd.Series(dtype="datetime64[us]")
-    judged = pms.loc[pms.index.intersection(due.index)].copy()
-    judged["deadline"] = due[judged.index]
-    pms_day = local_day(judged["recorded_at"])
-    mkt_day = local_day(_first_recorded(match.marketing, judged["id_code"]))
-    known = pms_day.notna() & (mkt_day.notna() | ~judged["linked"])
-    judged = judged[known]
-    judged["on_time"] = (
-        judged["linked"]
-        & (pms_day[judged.index] <= judged["deadline"])
-        & (mkt_day[judged.index] <= judged["deadline"])
-    )
-    by_org, pairs_by_org = pms.groupby("org"), pairs.groupby("org")  # each grouped once
+    counted, paired = orgs[in_service], orgs[match.pairs.rows("pms")]
     undated = pd.DataFrame(
         {
-            "pms_assets": by_org.size(),
-            "linked": by_org["linked"].sum(),
-            "pairs": pairs_by_org.size(),
-            "consistent_pairs": pairs_by_org["consistent"].sum(),
+            "pms_assets": _per_org(org_codes, counted),
+            "linked": _per_org(org_codes, counted, pms["linked"].to_numpy()[in_service]),
+            "pairs": _per_org(org_codes, paired),
+            "consistent_pairs": _per_org(org_codes, paired, consistent),
         }
     )
-    with_deadline = judged.groupby(_DEADLINE_KEYS).size().rename("assets").reset_index()
+
+    due = due if due is not None else pd.Series(dtype="datetime64[us]")
+    rows = np.flatnonzero(in_service & pms.index.isin(due.index))
+    judged = pd.DataFrame(
+        {
+            "org": orgs[rows],
+            "deadline": due[pms.index[rows]].to_numpy(),
+            "commissioned_on": pms["commissioned_on"].to_numpy()[rows],
+        }
+    )
+    linked = pms["linked"].to_numpy()[rows]
+    pms_day = local_day(pms["recorded_at"].iloc[rows]).to_numpy()
+    mkt_day = local_day(_first_recorded(match.marketing, pms["id_code"].iloc[rows])).to_numpy()
+    known = ~np.isnat(pms_day) & (~np.isnat(mkt_day) | ~linked)
+    deadline = judged["deadline"].to_numpy()
+    judged["on_time"] = linked & (pms_day <= deadline) & (mkt_day <= deadline)
+    with_deadline = judged[known].groupby(_DEADLINE_KEYS).size().rename("assets").reset_index()
+    with_deadline["org"] = org_codes[with_deadline["org"].to_numpy()]
     return undated, with_deadline
+
+
+def _org_ranks(org_codes: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Each record's org as the rank of its code among the codes held ("?" for none: no org
+    known), and those codes, sorted."""
+    numbers, codes = pd.factorize(org_codes.fillna("?"), sort=True)
+    return numbers, pd.Index(codes, dtype="str", name="org")
+
+
+def _per_org(org_codes: pd.Index, orgs: np.ndarray, true: np.ndarray | None = None) -> pd.Series:
+    """Per org code: how many records there are (`orgs`: each record's org number), or how
+    many of them `true` marks; an org without records is left out, as a group-by leaves it."""
+    held = np.bincount(orgs, minlength=len(org_codes))
+    counts = held if true is None else np.bincount(orgs[true], minlength=len(org_codes))
+    return pd.Series(counts[held > 0], index=org_codes[held > 0])
 
 
 _DEADLINE_KEYS = ["org", "deadline", "commissioned_on", "on_time"]

@@ -98,6 +98,10 @@ class Pairs:
             *(f"{c}_pms" for c in PAIR_COLUMNS["pms"]),
         ]
 
+    def rows(self, side: str) -> np.ndarray:
+        """The positions of the pairs' records of one side ("pms" or "mkt") in its records."""
+        return self._sides[side][1]
+
     def __getitem__(self, column: str) -> pd.Series:
         """One pair column, indexed by pair."""
         return pd.Series(self._values(column, None), name=column, copy=False)
