@@ -114,7 +114,12 @@ def build(
 
 
 def empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="str") for c in FINDING_FIELDS + INTERNAL_FIELDS})
+    """No findings, with every column: a copy of one made once (built column by column it took
+    several milliseconds, and most rules find nothing in most asset types)."""
+    return _EMPTY.copy()
+
+
+_EMPTY = pd.DataFrame({c: pd.Series(dtype="str") for c in FINDING_FIELDS + INTERNAL_FIELDS})
 
 
 def finalize(parts: list[pd.DataFrame], severity: dict[str, str], owner) -> pd.DataFrame:
