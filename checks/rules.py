@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import heapq
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -20,7 +21,13 @@ import numpy as np
 import pandas as pd
 
 from ..connectors.mapping import Mapping
-from ..connectors.normalize import in_sorted, local_day, record_key_hashes, record_keys
+from ..connectors.normalize import (
+    arrow_text,
+    in_sorted,
+    local_day,
+    record_key_hashes,
+    record_keys,
+)
 from ..sync.matching import LINK_DANGLING, LINK_NONE, AssetMatch, duplicated_ids
 from . import findings
 from .calendar import WorkingCalendar
@@ -763,30 +770,35 @@ class Judge:
 
 
 def _similarities(key: str, others: pd.Series, keep: int) -> list[float]:
-    """difflib's ratio of `key` to each of `others`, except where its cheap upper bounds show
-    that a name cannot be among the `keep` most similar: -1 there (never shown). Thousands of
-    PMS names share an org and voltage; most are ruled out without the full comparison."""
+    """difflib's ratio of `key` to each of `others` (text), except where a name cannot be among
+    the `keep` most similar: -1 there (never shown). Thousands of PMS names share an org and
+    voltage. Each name's upper bound, difflib's quick_ratio (twice the characters both names
+    hold, over their lengths), is counted for all of them at once in Arrow, one character of
+    `key` at a time; the ratio itself is then asked best bound first, only until no name left
+    can reach the `keep` best ratios."""
+    import pyarrow.compute as pc
+
+    text = arrow_text(others)
+    shared = np.zeros(len(text), dtype=np.int64)
+    for character, count in Counter(key).items():
+        held = pc.count_substring(text, character).to_numpy(zero_copy_only=False)
+        shared += np.minimum(held, count)
+    lengths = pc.utf8_length(text).to_numpy(zero_copy_only=False) + len(key)
+    bounds = np.where(lengths > 0, 2.0 * shared / np.maximum(lengths, 1), 1.0)
     matcher = difflib.SequenceMatcher(None, key)
-    # The bounds are symmetric (the lengths; the characters both names share), so they are
-    # asked with `key` as the second sequence, whose index difflib then builds once; the ratio
-    # itself is not, and is asked as before, of the few names the bounds leave.
-    bound = difflib.SequenceMatcher(None, "", key)
     best: list[float] = []  # a min-heap of the `keep` best ratios so far
-    scores = []
-    for other in others:
-        bound.set_seq1(other)
-        bar = best[0] if len(best) == keep else -1.0
-        if bound.real_quick_ratio() < bar or bound.quick_ratio() < bar:
-            scores.append(-1.0)
-            continue
-        matcher.set_seq2(other)
+    scores = np.full(len(text), -1.0)
+    for position in np.argsort(-bounds, kind="stable"):
+        if len(best) == keep and bounds[position] < best[0]:
+            break  # this bound and every one after it are below the `keep` best ratios
+        matcher.set_seq2(text[position].as_py())
         score = matcher.ratio()
+        scores[position] = score
         if len(best) < keep:
             heapq.heappush(best, score)
         elif score > best[0]:
             heapq.heapreplace(best, score)
-        scores.append(score)
-    return scores
+    return scores.tolist()
 
 
 def _due_text(commissioned: pd.Series, deadline: pd.Series, n: int) -> pd.Series:

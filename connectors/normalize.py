@@ -202,7 +202,7 @@ def names_and_keys(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
         names = values.astype("str")
         names = names.where(names.str.strip().str.len() > 0)
-        keys = _plain_keys(_arrow_text(names))
+        keys = _plain_keys(arrow_text(names))
         other = names.notna().to_numpy() & ~names.str.fullmatch(_BARE_NAME).to_numpy(dtype=bool)
         if other.any():
             keys = pc.replace_with_mask(keys, pa.array(other), _other_keys(names[other]))
@@ -216,11 +216,11 @@ def names_and_keys(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return _spread(names, codes, values.index), _spread(name_key(names), codes, values.index)
 
 
-def _arrow_text(values: pd.Series) -> Any:
-    """A `str` column's text as one Arrow array."""
+def arrow_text(values: pd.Series) -> Any:
+    """A column's text as one Arrow array (`str` columns hold it in Arrow already)."""
     import pyarrow as pa
 
-    text = values.array.__arrow_array__()
+    text = values.astype("str").array.__arrow_array__()
     return text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
 
 
@@ -237,7 +237,7 @@ def _other_keys(names: pd.Series) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = _arrow_text(names)
+    text = arrow_text(names)
     keys = _plain_keys(pc.replace_substring_regex(text, r"[ \t\n\r\f\v]", ""))
     odd = ~names.str.fullmatch(_PLAIN_NAME).to_numpy(dtype=bool)
     if odd.any():
