@@ -331,23 +331,33 @@ def conclude(
         spilled = {t: both for t in ASSET_TYPES if (both := pulled.spilled(t))}
         held = [t for t in ASSET_TYPES if t not in spilled]
         records = {s: {t: pulled.reads[s].records(t) for t in held} for s in SYSTEMS}
-        codes = {t: IdCodes.of(records["pms"][t], records["marketing"][t]) for t in held}
+        numbered: Future = Future()  # the ids' codes (IdCodes), per asset type
+
+        def duplicated() -> dict[tuple[str, str], np.ndarray]:
+            codes = numbered.result()
+            return {(s, t): codes[t].duplicated(s) for s in SYSTEMS for t in held}
 
         def validate() -> None:
             try:
-                judge.validate(
-                    {(s, t): records[s][t] for s in SYSTEMS for t in held},
-                    {(s, t): codes[t].duplicated(s) for s in SYSTEMS for t in held},
-                )
+                judge.validate({(s, t): records[s][t] for s in SYSTEMS for t in held}, duplicated)
             finally:
                 if not spilled:  # validation is done: its memory is the rest of the run's
                     stop_worker()
 
-        # Great Expectations validates in its worker process while this one matches the
-        # records; the rules wait for its results (_judge).
+        # Great Expectations validates in its worker process while this one numbers the ids
+        # (Arrow's hash tables, outside the interpreter lock, while validation is prepared)
+        # and matches the records; the rules wait for its results (_judge).
         with ThreadPoolExecutor(1, thread_name_prefix="gridrecon-validate") as executor:
             validated = executor.submit(validate)
             try:
+                try:
+                    codes = {
+                        t: IdCodes.of(records["pms"][t], records["marketing"][t]) for t in held
+                    }
+                except BaseException as exc:
+                    numbered.set_exception(exc)
+                    raise
+                numbered.set_result(codes)
                 judged, counts, partitioned = _judge(
                     judge, records, codes, config.partition_rows, validated
                 )

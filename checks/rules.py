@@ -159,36 +159,45 @@ class Judge:
     def validate(
         self,
         records: dict[tuple[str, str], pd.DataFrame],
-        duplicated: dict[tuple[str, str], np.ndarray] | None = None,
+        duplicated: Callable[[], dict[tuple[str, str], np.ndarray]] | None = None,
     ) -> None:
         """Find the invalid values of each (system, asset type)'s records, those with a
-        duplicated id aside (`duplicated`: which they are, where the caller knows), all in one
-        Great Expectations validation. All of Great Expectations' part of a run: done before
-        the rules, its worker process can end before the rest of the run needs the memory."""
+        duplicated id aside, all in one Great Expectations validation. All of Great
+        Expectations' part of a run: done before the rules, its worker process can end before
+        the rest of the run needs the memory.
+
+        duplicated: gives which records' ids are repeated, where the caller knows (it may still
+        be working them out: it is asked as late as it can be, once the validation has run,
+        unless an earlier run's validity memory needs them first)."""
+        repeated: dict[tuple[str, str], np.ndarray] = {}
+
+        def repeated_in(key: tuple[str, str], frame: pd.DataFrame) -> np.ndarray:
+            if key not in repeated and duplicated is not None:
+                repeated.update(duplicated())
+            if key not in repeated:
+                repeated[key] = duplicated_ids(frame["source_id"]).to_numpy()
+            return repeated[key]
+
         pending = []
         for (system, asset_type), frame in records.items():
-            repeated = (duplicated or {}).get((system, asset_type))
-            if repeated is None:
-                repeated = duplicated_ids(frame["source_id"]).to_numpy()
+            key = (system, asset_type)
             # Only the columns validation reads (and the record keys).
             read = columns_read(**self._validity_arguments(system, asset_type))
             read = [c for c in frame.columns if c in {"source_id", "source_table", *read}]
-            if (system, asset_type) in self.memory:
-                validation, finish = self._validation(
-                    system, asset_type, _without(frame[read], repeated)
-                )
+            if key in self.memory:
+                judged = _without(frame[read], repeated_in(key, frame))
             else:  # every record's values, then the repeated ones' failures dropped: no copy
-                validation, finish = self._validation(system, asset_type, frame[read])
-                if repeated.any():
-                    finish = partial(_failures_without, rows=frame.index[repeated])
-            pending.append(((system, asset_type), validation, finish))
-            # Kept to remember the results by record key (sync/incremental.py): the keys only.
-            self.judged[(system, asset_type)] = _without(
-                frame[["source_id", "source_table"]], repeated
-            )
-        run_validations([validation for _, validation, _ in pending])  # all in one suite
-        for key, validation, finish in pending:
+                judged = frame[read]
+            validation, finish = self._validation(system, asset_type, judged)
+            pending.append((key, frame, validation, finish))
+        run_validations([validation for _, _, validation, _ in pending])  # all in one suite
+        for key, frame, validation, finish in pending:
+            found = repeated_in(key, frame)
+            if key not in self.memory and found.any():
+                finish = partial(_failures_without, rows=frame.index[found])
             self._invalid[key] = finish(validation.result())
+            # Kept to remember the results by record key (sync/incremental.py): the keys only.
+            self.judged[key] = _without(frame[["source_id", "source_table"]], found)
 
     def judge(self, matches: dict[str, AssetMatch]) -> Judgement:
         self.validate(
