@@ -537,12 +537,12 @@ def judge_spilled(
             loaded = {s: spilled[s].load(partition) for s in SYSTEMS}
             codes = IdCodes.of(loaded["pms"], loaded["marketing"])
             codes = codes.with_repeated_marketing(repeated[loaded["marketing"].index.to_numpy()])
-            duplicated = {s: codes.duplicated(s) for s in SYSTEMS}
+            duplicated = {(s, asset_type): codes.duplicated(s) for s in SYSTEMS}
             # Great Expectations validates the partition in its worker while this thread matches
             validated = validating.submit(
                 judge.validate,
                 {(s, asset_type): loaded[s] for s in SYSTEMS},
-                {(s, asset_type): duplicated[s] for s in SYSTEMS},
+                lambda duplicated=duplicated: duplicated,
             )
             try:
                 hashes = {s: record_key_hashes(loaded[s]) for s in SYSTEMS}
@@ -562,7 +562,7 @@ def judge_spilled(
                 memory = remember_validity(
                     {key: kept},
                     {key: judge.failures[key]},
-                    {key: hashes[system][~duplicated[system]]},
+                    {key: hashes[system][~duplicated[key]]},
                 )
                 memories[system].append(memory[key])
                 failures[system].append(judge.failures[key])
