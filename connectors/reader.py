@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from ..sync.spill import SpilledRecords, SpillWriter
 
 log = logging.getLogger("gridrecon")
+# Up to this many keys are asked for by value (`IN`, the key's index); more, and the statement
+# scans instead.
+FEW_KEYS = 2000
 
 
 @dataclass
@@ -582,17 +585,23 @@ def read_changes(
             bound = since if column_type.timezone else since.astimezone(zone).replace(tzinfo=None)
             table = statement.get_final_froms()[0]
             changed = table.c[column] >= sa.literal(bound, column_type)
-            statement = statement.where(changed)
             id_column = resolved.column(spec.field("source_id").column)
             keys_statement = sa.select(table.c[id_column].label("source_id")).where(changed)
             # A night's changes are few: the generic path, without the fast paths' fixed costs
             # per statement (connectorx's count query, the watchdog process).
             ids = read_statement(source, spec.table, keys_statement)
-            touched[spec.table] = pd.Index(
-                pd.concat([normalize_ids(c["source_id"]) for c in ids]).dropna().unique()
-                if ids
-                else []
-            )
+            raw_ids = pd.concat([c["source_id"] for c in ids]).dropna() if ids else pd.Series()
+            touched[spec.table] = pd.Index(normalize_ids(raw_ids).dropna().unique())
+            if raw_ids.empty:
+                continue  # nothing changed in this table: its rows are not asked for again
+            if raw_ids.nunique() <= FEW_KEYS:
+                # The rows just found are read by their ids (the table's key index), not by a
+                # second scan for the update time; what changes between the two statements
+                # is after the watermark and is read the next night.
+                changed = source.matching(
+                    table, resolved.name, id_column, raw_ids.unique().tolist()
+                )
+            statement = statement.where(changed)
         else:
             touched[spec.table] = None  # no usable update time: the table is read whole
         chunks.extend(
@@ -607,11 +616,15 @@ def read_changes(
             )
         )
     records = pd.concat(chunks, ignore_index=True) if chunks else empty_frame(zone)
-    for hop in asset.hops:
+    for hop in asset.hops if not records.empty else ():
         keys = sorted(records["parent_source_id"].dropna().unique())
         # a few changed rows follow their own relations; many read the relation whole
         records["parent_source_id"] = follow_hop(
-            source, resolver, hop, records["parent_source_id"], keys if len(keys) <= 2000 else None
+            source,
+            resolver,
+            hop,
+            records["parent_source_id"],
+            keys if len(keys) <= FEW_KEYS else None,
         )
     return AssetChanges(records, touched, time.monotonic() - started, since)
 

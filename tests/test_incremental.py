@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from conftest import SAMPLE
 
 from gridrecon import api
+from gridrecon.connectors import reader
 from gridrecon.core.config import load_config
 from gridrecon.sample_data import AS_OF, generate
 from gridrecon.sync import incremental
@@ -129,7 +131,10 @@ def night_after_night(config: Path, marketing_url: str) -> None:
     assert {rule for _, rule in swept - after_rename} == {"ARCHIVE_OVERDUE"}
 
 
-def test_incremental_nights_on_sqlite(tmp_path) -> None:
+# 0: every changed row is read by a second scan for the update time, and relations whole
+@pytest.mark.parametrize("few_keys", [reader.FEW_KEYS, 0])
+def test_incremental_nights_on_sqlite(tmp_path, monkeypatch, few_keys) -> None:
+    monkeypatch.setattr(reader, "FEW_KEYS", few_keys)
     for name in ("pms.sqlite", "marketing.sqlite"):
         shutil.copy(SAMPLE / name, tmp_path / name)
     marketing = f"sqlite:///{tmp_path / 'marketing.sqlite'}"
@@ -145,6 +150,81 @@ def test_incremental_nights_on_postgresql_and_mariadb(
     generate(pg_database, mariadb_database, scale="small")
     config = write_config(tmp_path, pg_database, mariadb_database)
     night_after_night(config, mariadb_database)
+
+
+PMS_TABLES = ["T_SB_ZNYC_DZ", "T_SB_ZWYC_XL", "T_SB_ZNYC_PDBYQ", "T_SB_ZWYC_ZSBYQ"]
+MARKETING_TABLES = ["G_SUBS", "G_LINE", "G_TRAN"]
+RELATIONS = ["G_SUBS_LINE_RELA", "G_LINE_TG_RELA"]
+
+
+def asked(config: Path) -> tuple[str, set[tuple[str, str | None]], list[str]]:
+    """run(), and the SELECTs it sent (whitespace collapsed)."""
+    statements: list[str] = []
+
+    def seen(connection, cursor, statement, *_) -> None:
+        statements.append(" ".join(statement.split()))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        mode, found = run(config)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    return mode, found, [s for s in statements if s.startswith("SELECT")]
+
+
+def test_a_night_asks_unchanged_tables_only_for_ids_and_reads_changed_rows_by_id(
+    tmp_path,
+) -> None:
+    for name in ("pms.sqlite", "marketing.sqlite"):
+        shutil.copy(SAMPLE / name, tmp_path / name)
+    pms, marketing = (f"sqlite:///{tmp_path / n}" for n in ("pms.sqlite", "marketing.sqlite"))
+    # Every row last updated long ago but one transformer, the newest: only it falls in the
+    # lag window, the rows read again every night.
+    old = dt.datetime(2020, 1, 1)
+    for table in PMS_TABLES:
+        change(pms, f'UPDATE "{table}" SET "GXSJ" = :old', old=old)
+    for table in MARKETING_TABLES:
+        change(marketing, f'UPDATE "{table}" SET "CHG_DATE" = :old', old=old)
+    *renamed, newest = [e for e, _ in quiet_transformers(marketing, 3)]
+    change(
+        marketing,
+        'UPDATE "G_TRAN" SET "CHG_DATE" = :later WHERE "EQUIP_ID" = :id',
+        later=dt.datetime(2020, 6, 1),
+        id=newest,
+    )
+    config = write_config(tmp_path, pms, marketing)
+    assert run(config)[0] == "full"
+
+    def rows_read(statements: list[str], table: str) -> list[str]:
+        return [s for s in statements if f'FROM "{table}"' in s and " AS name" in s]
+
+    mode, _, statements = asked(config)
+    assert mode == "incremental"
+    assert "no row changed, the last judgement holds" in last_read(config)
+    # Each table is asked for the ids of its rows updated since the watermark; only the
+    # transformers have one, read again by its id; the lines' relation is not read.
+    ids_asked = r'SELECT "(\w+)"\."\w+" AS source_id FROM "\1" WHERE "\1"\."(GXSJ|CHG_DATE)" >= \?'
+    asked_for_ids = [re.fullmatch(ids_asked, s) for s in statements]
+    assert sorted(m[1] for m in asked_for_ids if m) == sorted(PMS_TABLES + MARKETING_TABLES)
+    for table in PMS_TABLES + MARKETING_TABLES[:2]:
+        assert rows_read(statements, table) == []
+    (rows,) = rows_read(statements, "G_TRAN")
+    assert rows.endswith('AND "G_TRAN"."EQUIP_ID" IN (?)')  # by id, not a second scan
+    assert not any('FROM "G_SUBS_LINE_RELA"' in s for s in statements)
+
+    change(
+        marketing,
+        'UPDATE "G_TRAN" SET "TRAN_NAME" = \'改名后的变压器\', "CHG_DATE" = :now '
+        'WHERE "EQUIP_ID" IN (:a, :b)',
+        now=NOW,
+        a=renamed[0],
+        b=renamed[1],
+    )
+    mode, found, statements = asked(config)
+    assert mode == "incremental"
+    (rows,) = rows_read(statements, "G_TRAN")
+    assert rows.endswith('AND "G_TRAN"."EQUIP_ID" IN (?, ?, ?)')
+    assert run(config, full=True) == ("full", found)
 
 
 def test_a_changed_config_or_an_old_sweep_reads_everything(tmp_path) -> None:
