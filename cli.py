@@ -979,6 +979,9 @@ def report(
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one place where errors become exit codes."""
+    from .core.memory import decline_huge_pages
+
+    decline_huge_pages()  # before the validity worker starts: it inherits the setting
     try:
         app(args=argv, prog_name="gridrecon")
     except GridreconError as exc:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import run_cli, sample_config
 from in_process import gridrecon
 
@@ -133,3 +134,33 @@ def test_heavy_imports_leave_the_collector_as_they_found_it() -> None:
     finally:
         gc.enable()
         gc.unfreeze()
+
+
+def thp_enabled(status: str) -> str:
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("THP_enabled"))
+
+
+@pytest.mark.skipif(
+    "THP_enabled" not in (Path("/proc/self/status").read_text() if sys.platform == "linux" else ""),
+    reason="a Linux kernel that reports transparent huge pages per process (5.0 and later)",
+)
+def test_the_command_and_its_children_run_without_transparent_huge_pages(tmp_path: Path) -> None:
+    # Clearing huge pages cost a seventh of a full run's CPU (core/memory.py). The validity
+    # worker is a child: it inherits the setting, as this child does. (This test process may
+    # have declined them already, running the CLI in process: the child allows them first.)
+    done = python(
+        "import ctypes, pathlib, subprocess, sys\n"
+        "ctypes.CDLL(None).prctl(41, 0, 0, 0, 0)\n"
+        "from gridrecon import cli\n"
+        "before = pathlib.Path('/proc/self/status').read_text()\n"
+        "try:\n"
+        "    cli.main(['--version'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "child = subprocess.run(['cat', '/proc/self/status'], capture_output=True, text=True)\n"
+        "print(before + '\\n---\\n' + pathlib.Path('/proc/self/status').read_text() + '\\n---\\n'\n"
+        "      + child.stdout)\n",
+        tmp_path,
+    )
+    before, after, child = done.stdout.split("\n---\n")
+    assert (thp_enabled(before), thp_enabled(after), thp_enabled(child)) == ("1", "0", "0")
