@@ -71,6 +71,7 @@ class WorkingCalendar:
         # so scalar and vectorised questions share the same searchsorted answer.
         self._span: tuple[int, int] | None = None
         self._workdays = np.empty(0, dtype="datetime64[D]")
+        self._after: np.ndarray | None = None  # _positions_after's table for the span
 
     # -- construction -------------------------------------------------------------------------
 
@@ -214,7 +215,14 @@ class WorkingCalendar:
         last_year = int(days.max().astype("datetime64[Y]").astype(int)) + 1970
         self._ensure_span(first_year, max(first_year, last_year))
         while True:
-            idx = np.searchsorted(self._workdays, days, side="right") + (n - 1)
+            # Per day of the span (from the day before it): how many working days are on or
+            # before it. Looked up for half a million days, not searched for each.
+            assert self._span is not None
+            first = np.datetime64(f"{self._span[0]}-01-01", "D") - 1
+            if self._after is None:
+                every_day = np.arange(first, np.datetime64(f"{self._span[1] + 1}-01-01", "D"))
+                self._after = np.searchsorted(self._workdays, every_day, side="right")
+            idx = self._after[(days - first).astype(np.int64)] + (n - 1)
             if int(idx.max()) < self._workdays.size:
                 return idx
             # Some deadline runs past the last year loaded: that next year must be known too.
@@ -233,6 +241,7 @@ class WorkingCalendar:
             self._require_year(year, why)
         self._workdays = np.concatenate([self._year_workdays(y) for y in range(lo, hi + 1)])
         self._span = (lo, hi)
+        self._after = None
 
     def _year_workdays(self, year: int) -> np.ndarray:
         cached = self._year_cache.get(year)

@@ -565,11 +565,12 @@ class Judge:
                     continue
             elif field not in pms_fields or field not in mkt_fields:
                 continue
-            left, right = pairs[_pair_column(field, "pms")], pairs[_pair_column(field, "mkt")]
+            # Names compare by their keys, and a name is there where its key is: the names'
+            # own text is not taken for half a million pairs.
+            column = "name_key" if field == "name" else field
+            left, right = pairs[_pair_column(column, "pms")], pairs[_pair_column(column, "mkt")]
             comparable = left.notna() & right.notna()
-            if field == "name":
-                differs = pairs["name_key_pms"] != pairs["name_key_mkt"]
-            elif field in ("voltage_kv", "capacity_kva"):
+            if field in ("voltage_kv", "capacity_kva"):
                 tolerance = self.settings.tolerance.get(field, 0.0)
                 differs = (
                     left.astype("float64") - right.astype("float64")
