@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,6 +333,16 @@ def conclude(
         held = [t for t in ASSET_TYPES if t not in spilled]
         records = {s: {t: pulled.reads[s].records(t) for t in held} for s in SYSTEMS}
         numbered: Future = Future()  # the ids' codes (IdCodes), per asset type
+        hashes: dict[tuple[str, str], Any] = {}
+
+        def hash_keys() -> None:
+            # Each record's key hash, once: the snapshot keeps them all, the validity memory
+            # those of the records judged (those whose id is not repeated). Computed while
+            # Great Expectations validates, where the rules would otherwise wait (_judge).
+            if keep is not None:
+                hashes.update(
+                    {(s, t): record_key_hashes(records[s][t]) for s in SYSTEMS for t in held}
+                )
 
         def duplicated() -> dict[tuple[str, str], np.ndarray]:
             codes = numbered.result()
@@ -359,17 +370,13 @@ def conclude(
                     raise
                 numbered.set_result(codes)
                 judged, counts, partitioned = _judge(
-                    judge, records, codes, config.partition_rows, validated
+                    judge, records, codes, config.partition_rows, validated, hash_keys
                 )
             finally:
                 wait([validated])  # whatever _judge raised: no thread outlives the run
         invalid = dict(judge.failures)
-        hashes: dict[tuple[str, str], Any] = {}
         validity: dict[tuple[str, str], incremental.ValidityMemory] = {}
         if keep is not None:
-            # Each record's key hash, once: the snapshot keeps them all, the validity memory
-            # those of the records judged (those whose id is not repeated).
-            hashes = {(s, t): record_key_hashes(records[s][t]) for s in SYSTEMS for t in held}
             validity = remember_validity(
                 {key: judge.judged[key] for key in hashes},
                 invalid,
@@ -445,6 +452,7 @@ def _judge(
     codes: dict[str, IdCodes],
     partition_rows: int,
     validated: Future,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> tuple[
     dict[str, list[AssetJudgement]], dict[str, tuple[pd.DataFrame, pd.DataFrame]], dict[str, int]
 ]:
@@ -453,7 +461,8 @@ def _judge(
     says how many partitions each asset type took.
 
     validated: the judge's validation, running; every asset type is matched (and paired, its
-    pairs compared, where it is one partition) before the rules wait for it."""
+    pairs compared, where it is one partition), and `meanwhile` run, before the rules wait for
+    it."""
     matched = {}
     compare = judge.settings.enabled("ATTR_MISMATCH")
     for asset_type in records["pms"]:
@@ -467,6 +476,7 @@ def _judge(
             whole = paired(asset_type, pms, marketing, codes[asset_type])
             differences = judge.pair_differences(whole) if compare else None
         matched[asset_type] = pms, marketing, pieces, whole, differences
+    meanwhile()
     validated.result()  # raises what validation raised
     judged: dict[str, list[AssetJudgement]] = {}
     counts = {}
