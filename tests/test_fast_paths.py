@@ -98,6 +98,12 @@ def add_awkward_rows(url: str) -> None:
                 "UPDATE G_TRAN SET FRST_RUN_DATE = '0000-00-00', "
                 "CREATE_DATE = '0000-00-00 00:00:00' WHERE EQUIP_ID = 8800000001"
             )
+            # and days a month does not have, where the server allows them
+            connection.exec_driver_sql("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'")
+            connection.exec_driver_sql(
+                "UPDATE G_TRAN SET FRST_RUN_DATE = '2026-02-31', "
+                "CREATE_DATE = '2026-11-00 08:00:00' WHERE EQUIP_ID = 8800000003"
+            )
     engine.dispose()
 
 
@@ -163,11 +169,16 @@ def test_the_postgresql_fast_path_reads_in_a_read_only_session_with_the_timeout(
 
 
 @pytest.mark.mariadb
-def test_mariadb_fast_path_gives_the_generic_records(mariadb_database, tmp_path) -> None:
+def test_mariadb_fast_path_gives_the_generic_records(mariadb_database, tmp_path, caplog) -> None:
     compare_paths(mariadb_database, tmp_path, fetch.mysql)
+    # no read fell back to the generic path: connectorx was never handed a date it cannot hold
+    assert "fast reader failed" not in caplog.text
     records = canonical(write_config(tmp_path, mariadb_database, mariadb_database, "auto"))
-    zero = records[("marketing", "transformer")].set_index("source_id").loc["8800000001"]
-    assert pd.isna(zero["recorded_at"])  # a zero date is no date, on either path
+    transformers = records[("marketing", "transformer")].set_index("source_id")
+    assert pd.isna(transformers.loc["8800000001", "recorded_at"])  # a zero date is no date
+    invalid = transformers.loc["8800000003"]
+    assert pd.isna(invalid["commissioned_on"]) and invalid["raw_commissioned_on"] == "2026-02-31"
+    assert transformers["commissioned_on"].notna().sum() > 1000  # the others are dates
 
 
 @pytest.mark.mariadb
