@@ -27,6 +27,7 @@ already sent.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -36,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -156,7 +158,7 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
 
     marker, sql = _marked_sql(source, statement)
     timeout = source.config.statement_timeout
-    watchdog = _start_watchdog(source, marker) if timeout else None
+    watchdog = Watchdog.of(source, marker) if timeout else None
     began = time.monotonic()
     try:
         read = [connectorx.read_sql(connectorx_url(source.config.url), sql, return_type="arrow")]
@@ -172,7 +174,7 @@ def mysql(source: Source, statement: sa.Select) -> Iterator[pd.DataFrame]:
         raise
     finally:
         if watchdog is not None:
-            _stop_watchdog(watchdog)
+            watchdog.done(marker)
     read[0] = read[0].drop_columns([_MARKER_COLUMN])
     source.rows_fetched += read[0].num_rows
     yield _as_frame(read)
@@ -234,7 +236,7 @@ def mysql_streamed(source: Source, statement: sa.Select) -> Iterator[pd.DataFram
     """
     marker, sql = _marked_sql(source, statement)
     timeout = source.config.statement_timeout
-    watchdog = _start_watchdog(source, marker) if timeout else None
+    watchdog = Watchdog.of(source, marker) if timeout else None
     began = time.monotonic()
     try:
         yield from _streamed_frames(
@@ -249,7 +251,7 @@ def mysql_streamed(source: Source, statement: sa.Select) -> Iterator[pd.DataFram
         log.warning("%s: the fast reader failed (%s); reading generically", source.system, error)
     finally:
         if watchdog is not None:
-            _stop_watchdog(watchdog)
+            watchdog.done(marker)
     yield from generic(source, statement)
 
 
@@ -395,38 +397,70 @@ def _child_failed(
     return StreamedReadError(source.scrub(RuntimeError(text)))
 
 
-def _start_watchdog(source: Source, marker: str) -> subprocess.Popen:
-    """connectors/watchdog.py, told (on stdin: the URL holds a password) what to cancel when."""
-    url = source.config.url
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gridrecon.connectors.watchdog"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    order = {
-        "host": url.host,
-        "port": url.port or 3306,
-        "user": url.username,
-        "password": url.password,
-        "marker": marker,
-        "after": source.config.statement_timeout,
-    }
-    assert process.stdin is not None
-    process.stdin.write(json.dumps(order) + "\n")
-    process.stdin.flush()
-    return process
+class Watchdog:
+    """A MySQL source's watchdog process (connectors/watchdog.py): started with its first
+    fast-path statement under a timeout, told of each statement's start and end, and ended
+    with the source (Source.dispose). One process for all of a source's statements: starting
+    one per statement cost each read of a small table some 40 ms."""
 
+    _starting = threading.Lock()
 
-def _stop_watchdog(process: subprocess.Popen) -> None:
-    assert process.stdin is not None
-    process.stdin.close()  # its signal to stop
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    def __init__(self, source: Source):
+        url = source.config.url
+        self._after = source.config.statement_timeout
+        self._lock = threading.Lock()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "gridrecon.connectors.watchdog"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        # on stdin, not the command line: the URL holds a password
+        self._send(
+            {
+                "host": url.host,
+                "port": url.port or 3306,
+                "user": url.username,
+                "password": url.password,
+            }
+        )
+
+    @classmethod
+    def of(cls, source: Source, marker: str) -> Watchdog:
+        """The source's watchdog (started if none runs), watching the statement `marker`."""
+        with cls._starting:
+            watchdog = source.watchdog
+            if watchdog is None or not watchdog.alive():
+                if watchdog is not None:
+                    watchdog.end()
+                watchdog = source.watchdog = cls(source)
+        watchdog._send({"watch": marker, "after": watchdog._after})
+        return watchdog
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def done(self, marker: str) -> None:
+        """The statement `marker` ended (however): no longer to be cancelled."""
+        self._send({"done": marker})
+
+    def end(self) -> None:
+        """Stop the process (closing its stdin is the signal) and reap it."""
+        with self._lock, contextlib.suppress(OSError):
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def _send(self, order: dict) -> None:
+        # A watchdog that died (killed) takes its pipe along: the statement runs unwatched,
+        # and the next one starts another (Watchdog.of).
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            self._process.stdin.write(json.dumps(order) + "\n")
+            self._process.stdin.flush()
 
 
 def _temporal_as_text(source: Source, column: Any) -> Any:

@@ -57,6 +57,7 @@ class Source:
         # where a streamed read (fetch.py) buffers what it fetched: beside the records read to
         # disk (sync/spill.py), else the system's temporary folder
         self.spill_dir: Path | None = None
+        self.watchdog: Any = None  # fetch.Watchdog of the MySQL fast path, while one runs
 
     @property
     def engine(self) -> Engine:
@@ -114,6 +115,9 @@ class Source:
             connection.close()
 
     def dispose(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.end()
+            self.watchdog = None
         if self._engine is not None:
             self._engine.dispose()
 

@@ -260,6 +260,31 @@ def test_a_mariadb_statement_past_the_timeout_is_a_statement_timeout(
     assert children() == {}  # the watchdog reaped too
 
 
+@pytest.mark.mariadb
+def test_one_watchdog_serves_every_statement_of_a_mariadb_source(
+    mariadb_database, tmp_path
+) -> None:
+    sources, _ = open_sources(tmp_path, mariadb_database, "statement_timeout = 1\n")
+    source = sources["marketing"]
+    quick = sa.select(sa.literal_column("seq")).select_from(sa.text("seq_1_to_10"))
+    slow = (
+        sa.select(sa.literal_column("seq"))
+        .select_from(sa.text("seq_1_to_100000"))
+        .where(sa.text("IF(seq > 5000, SLEEP(0.05), 0) = 0"))
+    )
+    read = fetch.fetcher(source, True)
+    assert len(pd.concat(read(source, quick))) == 10
+    watchdog = source.watchdog
+    for _ in range(2):  # cancelled at the timeout, and the next one too
+        with pytest.raises(fetch.StatementTimeout):
+            list(read(source, slow))
+    assert len(pd.concat(read(source, quick))) == 10
+    assert source.watchdog is watchdog
+    assert [c[1].split(b"\0")[2] for c in children().values()] == [b"gridrecon.connectors.watchdog"]
+    source.dispose()
+    assert children() == {}
+
+
 @pytest.mark.postgres
 def test_a_reading_process_killed_is_a_dropped_connection(pg_database, tmp_path, capfd) -> None:
     sources, _ = open_sources(tmp_path, pg_database)
@@ -309,8 +334,10 @@ def test_a_mariadb_consumer_that_stops_early_leaves_no_process(mariadb_database,
     (worker,) = stream_workers()
     frames.close()
     assert_gone(worker)
-    assert children() == {}  # the watchdog too
+    # the source's watchdog serves its next statements, and ends with the source
+    assert [c[1].split(b"\0")[2] for c in children().values()] == [b"gridrecon.connectors.watchdog"]
     source.dispose()
+    assert children() == {}
 
 
 @pytest.mark.postgres
