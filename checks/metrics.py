@@ -84,14 +84,14 @@ def asset_counts(
     orgs, org_codes = _org_ranks(pms["org_code"])
 
     # few pairs mismatch: test the exact (pms, marketing) key only where the PMS id is one
-    pms_ids = match.pairs["source_id_pms"]
-    suspect = np.flatnonzero(pms_ids.isin(mismatched["pms_id"].unique()))
+    # (asked of the PMS records, then looked up by the pairs' rows: no pair's id is copied)
+    mismatched_pms = pms["source_id"].isin(mismatched["pms_id"].unique()).to_numpy()
+    suspect = np.flatnonzero(mismatched_pms[match.pairs.rows("pms")])
+    suspects = match.pairs.frame(["source_id_pms", "source_id_mkt"], suspect)
     consistent = np.ones(len(match.pairs), dtype=bool)
     consistent[suspect] = [
         key not in mismatched_keys
-        for key in zip(
-            pms_ids.iloc[suspect], match.pairs.frame(["source_id_mkt"], suspect)["source_id_mkt"]
-        )
+        for key in zip(suspects["source_id_pms"], suspects["source_id_mkt"])
     ]
     counted, paired = orgs[in_service], orgs[match.pairs.rows("pms")]
     undated = pd.DataFrame(

@@ -669,7 +669,9 @@ class Judge:
         unarchived = pms.loc[unlinked, ["source_id", "name", "org_code", "commissioned_on"]].assign(
             due=due[unlinked]
         )
-        late = self._late(match, subjects) if self.settings.enabled("ARCHIVE_LATE") else []
+        late = []
+        if self.settings.enabled("ARCHIVE_LATE"):
+            late = self._late(match, subjects, judged.to_numpy())
         return late, due, unarchived
 
     def deadline_findings(self, asset_type: str, unarchived: pd.DataFrame) -> list[pd.DataFrame]:
@@ -714,7 +716,10 @@ class Judge:
             )
         return out
 
-    def _late(self, match: AssetMatch, subjects: pd.DataFrame) -> list[pd.DataFrame]:
+    def _late(
+        self, match: AssetMatch, subjects: pd.DataFrame, judged: np.ndarray
+    ) -> list[pd.DataFrame]:
+        """ARCHIVE_LATE findings of the `subjects`: the PMS records `judged` marks."""
         asset_type = match.asset_type
         n_late = self.settings.rules["ARCHIVE_LATE"].deadline_working_days
         deadline = pd.to_datetime(
@@ -743,10 +748,14 @@ class Judge:
             )
         # The pairs' times first, the text of a finding only for the few pairs late: copying
         # half a million pairs' ids and names to find a handful costs more than the judging.
-        subject_pairs = np.flatnonzero(match.pairs["row_pms"].isin(subjects.index))
-        timed = match.pairs.frame(["row_pms", "recorded_at_mkt"], subject_pairs)
+        # By position: each PMS record's deadline in an array, looked up by the pairs' rows.
+        pms_rows = match.pairs.rows("pms")
+        subject_pairs = np.flatnonzero(judged[pms_rows])
+        by_row = np.full(len(judged), np.datetime64("NaT"), dtype=deadline.dtype)
+        by_row[judged] = deadline.to_numpy()
+        timed = match.pairs.frame(["recorded_at_mkt"], subject_pairs)
         if len(timed):
-            pair_deadline = pd.Series(deadline[timed["row_pms"]].to_numpy(), index=timed.index)
+            pair_deadline = pd.Series(by_row[pms_rows[subject_pairs]], index=timed.index)
             mkt_recorded = local_day(timed["recorded_at_mkt"])
             shown = [
                 "source_id_pms",
