@@ -270,6 +270,19 @@ def scheduled_run(config_path: str) -> None:
     finally:
         library_log.removeFilter(witness)
         _running.clear()
+        try:
+            give_back_memory()
+        except Exception:  # not worth a failed night: the memory is reused the next night
+            log.debug("could not give the night's memory back", exc_info=True)
+
+
+def give_back_memory() -> None:
+    """Give what a night freed back to the system: the service then sleeps until the next
+    night, and the allocators (the C library's, Arrow's) would keep it for reuse. After a
+    province's full night the process held 680-870 MB, and 260 MB once this was done."""
+    from ..connectors.fetch import release_freed_memory
+
+    release_freed_memory()
 
 
 def failure_summary(
