@@ -398,8 +398,10 @@ def id_hashes(ids: pd.Series) -> np.ndarray:
     """A 64-bit hash of each id's text, NULL_HASH for null: equal ids hash equal in either
     system's records. Computed over Arrow's bytes with numpy, a slice of ids at a time (a
     polynomial of the bytes, then mixed), without a Python string per id: 0.31 s for two million
-    ids against 0.45 s for pandas' hash, and a national read hashes tens of millions. Not
-    pandas' hash: record_key_hashes keeps that, for the snapshot."""
+    ids against 0.45 s for pandas' hash, and a national read hashes tens of millions; a slice of
+    ids of one width (GUIDs, numbered ids) as a grid of bytes, five times faster (300,000 GUIDs:
+    0.06 s instead of 0.33 s; a national run 50 s instead of 53 s). Not pandas' hash:
+    record_key_hashes keeps that, for the snapshot."""
     import pyarrow as pa
 
     values = pa.array(ids.astype("str"), type=pa.large_string())
@@ -429,16 +431,24 @@ def _byte_hashes(values: Any) -> np.ndarray:
     )
     # each byte weighted by P to the power of its distance from its string's end, summed per
     # string (mod 2**64): a Horner polynomial, computed for every byte at once
-    owner = np.repeat(np.arange(len(lengths)), lengths)
-    from_end = ends[1:][owner] - 1 - np.arange(len(raw))
-    with np.errstate(over="ignore"):
-        weighted = (raw.astype(np.uint64) + np.uint64(1)) * _powers(int(lengths.max(initial=0)))[
-            from_end
-        ]
-    sums = np.zeros(len(lengths), dtype=np.uint64)
-    nonempty = lengths > 0
-    if nonempty.any():
-        sums[nonempty] = np.add.reduceat(weighted, ends[:-1][nonempty])
+    width = int(lengths[0]) if len(lengths) else 0
+    if width > 0 and (lengths == width).all():
+        # ids of one width (GUIDs, numbered ids), the common case: their bytes are a grid, one
+        # row per id, and each column has one weight
+        grid = raw.reshape(-1, width).astype(np.uint64) + np.uint64(1)
+        with np.errstate(over="ignore"):
+            sums = (grid * _powers(width)[:width][::-1]).sum(axis=1, dtype=np.uint64)
+    else:
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        from_end = ends[1:][owner] - 1 - np.arange(len(raw))
+        with np.errstate(over="ignore"):
+            weighted = (raw.astype(np.uint64) + np.uint64(1)) * _powers(
+                int(lengths.max(initial=0))
+            )[from_end]
+        sums = np.zeros(len(lengths), dtype=np.uint64)
+        nonempty = lengths > 0
+        if nonempty.any():
+            sums[nonempty] = np.add.reduceat(weighted, ends[:-1][nonempty])
     hashes = _mixed(sums ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
     hashes[hashes == NULL_HASH] -= np.uint64(1)  # NULL_HASH means null only
     if validity is not None:
