@@ -277,6 +277,11 @@ def test_equal_ids_hash_equal_wherever_they_are_held() -> None:
     assert np.array_equal(whole, chunked) and np.array_equal(whole, offset)
     assert whole[-2] == NULL_HASH and (np.delete(whole, -2) != NULL_HASH).all()
     assert len(np.unique(whole)) == len(ids)  # distinct ids, distinct hashes
+    # ids of one width, nulls and empty ones among them, hash as they do among other widths
+    one_width = [None if n % 5 == 0 else "" if n % 7 == 0 else f"{n:012d}" for n in range(999)]
+    alone = id_hashes(pd.Series(one_width, dtype="str"))
+    among = id_hashes(pd.Series(["pad", *one_width], dtype="str"))[1:]
+    assert np.array_equal(alone, among)
 
 
 def test_a_prepared_relation_follows_as_follow_pairs_does() -> None:
