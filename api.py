@@ -452,7 +452,7 @@ def _judge(
     codes: dict[str, IdCodes],
     partition_rows: int,
     validated: Future,
-    meanwhile: Callable[[], None] = lambda: None,
+    meanwhile: Callable[[], None],
 ) -> tuple[
     dict[str, list[AssetJudgement]], dict[str, tuple[pd.DataFrame, pd.DataFrame]], dict[str, int]
 ]:
