@@ -33,7 +33,7 @@ from .checks.settings import RuleSettings
 from .checks.validity import start_worker, stop_worker
 from .connectors.fetch import release_freed_memory
 from .connectors.mapping import ASSET_TYPES, SYSTEMS, Mapping
-from .connectors.normalize import record_key_hashes
+from .connectors.normalize import NULL_HASH, record_key_hashes
 from .connectors.reader import (
     Progress,
     SourceRead,
@@ -627,18 +627,27 @@ def _spilled_unlinked_details(
         pms = spilled["pms"].load(
             partition, ["source_id", "name", "name_key", "org_code", "voltage_kv"]
         )
-        links = spilled["marketing"].load(partition, ["pms_id"])["pms_id"]
         # a PMS id's records and every record carrying it share a partition: counted here
-        kept = (
-            ~duplicated_ids(pms["source_id"]).to_numpy()
-            & _among(pms["org_code"], orgs)
-            & pms["name_key"].notna().to_numpy()
-        )
-        pms = pms[kept]
-        pms["linked"] = _among(pms["source_id"], links.dropna())
+        repeated = _repeated_ids(pms["source_id"], spilled["pms"].own_hashes[pms.index])
+        pms = pms[~repeated & _among(pms["org_code"], orgs) & pms["name_key"].notna().to_numpy()]
+        links = spilled["marketing"].load(partition, ["pms_id"])["pms_id"].dropna()
+        # the few links to the PMS records kept first: a hash table of those, not of every link
+        linking = links[_among(links, pms["source_id"])]
+        pms["linked"] = _among(pms["source_id"], linking)
         pms["duplicate_id"] = False
         pool.append(pms)
     return judge.candidate_details(unlinked, pd.concat(pool).sort_index())
+
+
+def _repeated_ids(ids: pd.Series, hashes: np.ndarray) -> np.ndarray:
+    """duplicated_ids(ids), asked of text only where the ids' hashes repeat: every repeated id
+    is among those, and they are few."""
+    ordered = np.sort(hashes)
+    repeats = ordered[1:][ordered[1:] == ordered[:-1]]
+    maybe = np.flatnonzero(np.isin(hashes, repeats) & (hashes != NULL_HASH))
+    repeated = np.zeros(len(ids), dtype=bool)
+    repeated[maybe] = duplicated_ids(ids.iloc[maybe]).to_numpy()
+    return repeated
 
 
 def _among(values: pd.Series, wanted: Any) -> np.ndarray:

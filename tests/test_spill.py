@@ -34,6 +34,7 @@ from gridrecon.connectors.reader import Relation, follow_pairs, open_sources
 from gridrecon.core.config import load_config
 from gridrecon.sample_data import generate
 from gridrecon.sync import incremental
+from gridrecon.sync.matching import duplicated_ids
 from gridrecon.sync.spill import ROW, SpillWriter, repeated_own_ids
 
 AS_OF = dt.date(2026, 11, 20)
@@ -265,6 +266,19 @@ def test_repeated_own_ids_are_counted_over_every_partition(tmp_path: Path) -> No
     spilled = writer.close(chunk([], []))
     assert spilled.own_hashes[3] == NULL_HASH == spilled.own_hashes[4]
     assert list(repeated_own_ids(spilled)) == [True, False, True, False, False, False]
+
+
+def test_repeated_pms_ids_are_told_by_hash_then_by_text() -> None:
+    # The UNLINKED candidate search asks which PMS ids repeat in a partition: of the hashes,
+    # and of the text only where the hashes repeat. Two different ids sharing a hash (made here)
+    # are not repeats; a null id is no id, however many there are.
+    ids = pd.Series(
+        ["a", "b", "a", None, None, "c", "d", "e", "e"], dtype="str", index=range(5, 14)
+    )
+    hashes = id_hashes(ids)
+    hashes[6] = hashes[5]  # "d" collides with "c"
+    assert list(api._repeated_ids(ids, hashes)) == list(duplicated_ids(ids))
+    assert list(api._repeated_ids(ids, hashes)) == [1, 0, 1, 0, 0, 0, 0, 1, 1]
 
 
 def test_equal_ids_hash_equal_wherever_they_are_held() -> None:
