@@ -305,16 +305,19 @@ class Relation:
     answers as follow_pairs, in a sixth of the memory of a hash table of the keys' text."""
 
     def __init__(self, pairs: pd.DataFrame):
+        keys, values = pairs["key"].array, pairs["value"].array
         hashes = id_hashes(pairs["key"])
-        order = np.argsort(hashes, kind="stable")
+        # equal hashes in any order (a sort twice as fast as a stable one): which pair of a
+        # repeated key is kept is decided by value below
+        order = np.argsort(hashes)
         hashes = hashes[order]
-        keys, values = pairs["key"].array.take(order), pairs["value"].array.take(order)
         first = np.concatenate(([True], hashes[1:] != hashes[:-1]))  # of each run of one hash
         if not first.all():  # keys with several parents: the smallest parent first
             runs = np.cumsum(first) - 1
             repeated = np.flatnonzero(np.bincount(runs)[runs] > 1)
+            rows = order[repeated]
             several = pd.DataFrame(
-                {"run": runs[repeated], "key": keys.take(repeated), "value": values.take(repeated)}
+                {"run": runs[repeated], "key": keys.take(rows), "value": values.take(rows)}
             )
             several["row"] = repeated
             if several.groupby("run")["key"].nunique().gt(1).any():
@@ -326,8 +329,9 @@ class Relation:
             first[smallest.to_numpy()] = True
         self._by_text = None
         self._hashes = hashes[first]
-        self._keys = keys.take(np.flatnonzero(first))
-        self._values = values.take(np.flatnonzero(first))
+        chosen = order[first]  # the text taken once, of the pairs kept
+        self._keys = keys.take(chosen)
+        self._values = values.take(chosen)
 
     def follow(self, starts: pd.Series) -> pd.Series:
         if self._by_text is not None:

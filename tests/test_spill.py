@@ -311,6 +311,16 @@ def test_a_prepared_relation_follows_as_follow_pairs_does() -> None:
     followed = Relation(pairs).follow(starts)
     pd.testing.assert_series_equal(followed, follow_pairs(pairs, starts))
     assert list(followed.fillna("-")) == ["v2", "-", "v1", "-", "v5", "v3", "v2"]
+    # many keys, most of them with several parents in no order: the smallest parent each time
+    rng = np.random.default_rng(7)
+    many = pd.DataFrame(
+        {
+            "key": pd.Series([f"k{n}" for n in rng.integers(0, 3000, 20_000)], dtype="str"),
+            "value": pd.Series([f"v{n}" for n in rng.integers(0, 500, 20_000)], dtype="str"),
+        }
+    )
+    starts = pd.Series([f"k{n}" for n in rng.integers(0, 3500, 5000)], dtype="str")
+    pd.testing.assert_series_equal(Relation(many).follow(starts), follow_pairs(many, starts))
 
 
 @pytest.mark.postgres
