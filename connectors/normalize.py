@@ -437,10 +437,17 @@ def _byte_hashes(values: Any) -> np.ndarray:
     width = int(widths[0]) if len(widths) else 0
     if width and (widths == width).all():
         # ids of one width (GUIDs, numbered ids; nulls and empty ones hold no bytes), the
-        # common case: their bytes are a grid, one row per id, one weight per column
-        grid = raw.reshape(-1, width).astype(np.uint64) + np.uint64(1)
+        # common case: their bytes are a grid, one row per id, one weight per column. Summed a
+        # column at a time, each (byte + 1) * weight as byte * weight plus the weights' sum: no
+        # temporary the size of the grid in 64-bit numbers (two of them took three times as
+        # long, and longer still while another thread touched new memory)
+        grid = raw.reshape(-1, width)
+        weights = _powers(width)[:width][::-1]
+        row_sums = np.full(len(grid), weights.sum(dtype=np.uint64), dtype=np.uint64)
         with np.errstate(over="ignore"):
-            sums[nonempty] = (grid * _powers(width)[:width][::-1]).sum(axis=1, dtype=np.uint64)
+            for column in range(width):
+                row_sums += grid[:, column] * weights[column]
+        sums[nonempty] = row_sums
     elif width:
         owner = np.repeat(np.arange(len(lengths)), lengths)
         from_end = ends[1:][owner] - 1 - np.arange(len(raw))
