@@ -33,7 +33,7 @@ from .checks.settings import RuleSettings
 from .checks.validity import start_worker, stop_worker
 from .connectors.fetch import release_freed_memory
 from .connectors.mapping import ASSET_TYPES, SYSTEMS, Mapping
-from .connectors.normalize import NULL_HASH, record_key_hashes
+from .connectors.normalize import record_key_hashes
 from .connectors.reader import (
     Progress,
     SourceRead,
@@ -50,7 +50,7 @@ from .sync import incremental
 from .sync.incremental import Carried, StoredRecords, remember_validity
 from .sync.matching import PARENT_TYPE, IdCodes, duplicated_ids, matched_records, paired
 from .sync.partition import partition_count, partitions
-from .sync.spill import SpilledRecords, SpillFolder, repeated_own_ids
+from .sync.spill import SpilledRecords, SpillFolder, repeated_hashes, repeated_own_ids
 
 log = logging.getLogger("gridrecon")
 # A library logs; the application decides where to (the scheduler does; `gridrecon run` prints
@@ -642,9 +642,7 @@ def _spilled_unlinked_details(
 def _repeated_ids(ids: pd.Series, hashes: np.ndarray) -> np.ndarray:
     """duplicated_ids(ids), asked of text only where the ids' hashes repeat: every repeated id
     is among those, and they are few."""
-    ordered = np.sort(hashes)
-    repeats = ordered[1:][ordered[1:] == ordered[:-1]]
-    maybe = np.flatnonzero(np.isin(hashes, repeats) & (hashes != NULL_HASH))
+    maybe = np.flatnonzero(repeated_hashes(hashes))
     repeated = np.zeros(len(ids), dtype=bool)
     repeated[maybe] = duplicated_ids(ids.iloc[maybe]).to_numpy()
     return repeated

@@ -438,9 +438,9 @@ def _byte_hashes(values: Any) -> np.ndarray:
     if width and (widths == width).all():
         # ids of one width (GUIDs, numbered ids; nulls and empty ones hold no bytes), the
         # common case: their bytes are a grid, one row per id, one weight per column. Summed a
-        # column at a time, each (byte + 1) * weight as byte * weight plus the weights' sum: no
-        # temporary the size of the grid in 64-bit numbers (two of them took three times as
-        # long, and longer still while another thread touched new memory)
+        # column at a time, each (byte + 1) * weight as byte * weight plus the weights' sum:
+        # the grid made 64-bit and weighted whole took two to four times as long, more while
+        # another thread touched new memory
         grid = raw.reshape(-1, width)
         weights = _powers(width)[:width][::-1]
         row_sums = np.full(len(grid), weights.sum(dtype=np.uint64), dtype=np.uint64)

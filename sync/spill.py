@@ -75,14 +75,17 @@ def repeated_own_ids(spilled: SpilledRecords) -> np.ndarray:
     """Per record, by row: whether another record of the system holds its own id too (by the
     ids' 64-bit hashes; two different ids of five million share one with a chance of about
     one in a million)."""
-    hashes = spilled.own_hashes
+    return repeated_hashes(spilled.own_hashes)
+
+
+def repeated_hashes(hashes: np.ndarray) -> np.ndarray:
+    """Per hash: whether another one is equal to it (NULL_HASH, no id, never is)."""
     known = hashes != NULL_HASH
     ordered = np.sort(hashes[known])
-    if not len(ordered):
-        return np.zeros(len(hashes), dtype=bool)
-    repeats = ordered[1:][ordered[1:] == ordered[:-1]]
     repeated = np.zeros(len(hashes), dtype=bool)
-    repeated[known] = np.isin(hashes[known], repeats)
+    if len(ordered):
+        repeats = ordered[1:][ordered[1:] == ordered[:-1]]
+        repeated[known] = np.isin(hashes[known], repeats)
     return repeated
 
 

@@ -278,7 +278,7 @@ def test_repeated_pms_ids_are_told_by_hash_then_by_text() -> None:
     hashes = id_hashes(ids)
     hashes[6] = hashes[5]  # "d" collides with "c"
     assert list(api._repeated_ids(ids, hashes)) == list(duplicated_ids(ids))
-    assert list(api._repeated_ids(ids, hashes)) == [1, 0, 1, 0, 0, 0, 0, 1, 1]
+    assert list(api._repeated_ids(ids, hashes)) == [True, False, True] + [False] * 4 + [True] * 2
 
 
 def test_equal_ids_hash_equal_wherever_they_are_held() -> None:
